@@ -1,0 +1,1 @@
+"""speedllm.bitstreams"""

@@ -1,0 +1,1 @@
+"""Subcommands of the ``speedllm`` CLI (one module each; see speedllm.cli)."""
