@@ -24,12 +24,18 @@ Rounding
 --------
 ``round_shift(v, s)`` for ``s > 0`` is ``(v + 2**(s-1)) >> s`` with an arithmetic shift:
 round half up (towards +inf). For ``s <= 0`` it is an exact left shift. Hardware does the
-same with one adder and a shifter.
+same with one adder and a shifter. :func:`shift_round_saturate` adds saturation (a left
+shift saturates instead of overflowing).
+
+The other ops' formats (RMSNorm weights and rsqrt table, RoPE tables, softmax weights and
+reciprocal, KV cache, sigmoid table) are the constants at the end of this module; their
+arithmetic is :mod:`speedllm.golden.intops`, explained in docs/numerics.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -48,11 +54,13 @@ W_MAX = (1 << (W_BITS - 1)) - 1     # 127: symmetric range, -128 never used
 SCALE_BITS = 16                      # group-scale mantissa, unsigned
 DEFAULT_GROUP_SIZE = 32              # divides 64, 288, 512, 768, 1376, 2048, 5632
 
+_clip = getattr(np.core.umath, "clip", np.clip)   # the ufunc: no Python wrapper overhead
+
 
 def saturate(v, bits: int):
     """Clamp integers ``v`` to the signed range of ``bits`` bits (returns int64)."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return np.clip(np.asarray(v, dtype=np.int64), lo, hi)
+    return _clip(np.asarray(v, dtype=np.int64), lo, hi)
 
 
 def round_shift(v, s: int):
@@ -62,9 +70,10 @@ def round_shift(v, s: int):
     shifts they use (checked by the golden tests, never wrapped silently).
     """
     v = np.asarray(v, dtype=np.int64)
+    s = int(s)
     if s <= 0:
-        return v << np.int64(-s)
-    return (v + np.int64(1 << (s - 1))) >> np.int64(s)
+        return v << -s
+    return (v + (1 << (s - 1))) >> s
 
 
 def to_act(x_float) -> np.ndarray:
@@ -136,6 +145,12 @@ class QuantizedMatrix:
     def n_groups(self) -> int:
         return self.scale_m.shape[1]
 
+    @cached_property
+    def q_grouped(self) -> np.ndarray:
+        """int32 ``[n_groups, rows, group_size]`` copy of ``q`` (cached, for fast matvecs)."""
+        g = self.q.astype(np.int32).reshape(self.rows, self.n_groups, self.group_size)
+        return np.ascontiguousarray(g.transpose(1, 0, 2))
+
     def dequantize(self) -> np.ndarray:
         """float64 ``[rows, cols]`` view of the stored values (for accuracy checks)."""
         s = self.scale_m.astype(np.float64) * 2.0 ** -self.scale_exp
@@ -192,20 +207,148 @@ def matvec_group_sums(qm: QuantizedMatrix, x16: np.ndarray) -> np.ndarray:
     ``x16`` has ``qm.cols`` entries; it is zero-padded like the rows. Each sum fits in
     ``8 + 16 + ceil_log2(group_size)`` signed bits (int32 for group sizes up to 256).
     """
-    x = np.zeros(qm.q.shape[1], dtype=np.int64)
-    x[: qm.cols] = np.asarray(x16, dtype=np.int64)[: qm.cols]
-    prod = qm.q.astype(np.int64) * x[None, :]
-    return prod.reshape(qm.rows, qm.n_groups, qm.group_size).sum(axis=2)
+    if qm.group_size > 256:
+        raise ValueError(f"group_size must be <= 256 (int32 group sums), not {qm.group_size}")
+    x = np.zeros(qm.q.shape[1], dtype=np.int32)
+    x[: qm.cols] = np.asarray(x16, dtype=np.int32)[: qm.cols]
+    # exact: every group sum fits in int32 (|q * x| < 2**22, group_size <= 256)
+    acc = np.matmul(qm.q_grouped, x.reshape(qm.n_groups, qm.group_size, 1))[..., 0]
+    return acc.T.astype(np.int64)
 
 
 def matvec(qm: QuantizedMatrix, x16: np.ndarray, x_exp: int) -> np.ndarray:
     """``y = W @ x`` in ACT format (int32 ``[rows]``).
 
     ``t[r] = sum_g acc[r, g] * m[r, g]`` exactly (int64), then
-    ``y[r] = saturate32(round_shift(t[r], scale_exp - x_exp))``.
+    ``y[r] = saturate32(round_shift(t[r], scale_exp - x_exp))`` (a left shift, when
+    ``x_exp > scale_exp``, saturates instead of overflowing: :func:`shift_round_saturate`).
     Derivation: ``w = q * m * 2**-exp`` and ``x = x16 * 2**(x_exp - 16)``, so
     ``y * 2**16 = t * 2**(x_exp - exp)``.
     """
     acc = matvec_group_sums(qm, x16)
     t = (acc * qm.scale_m.astype(np.int64)).sum(axis=1)
-    return saturate(round_shift(t, qm.scale_exp - x_exp), ACT_BITS).astype(np.int32)
+    return shift_round_saturate(t, qm.scale_exp - x_exp, ACT_BITS).astype(np.int32)
+
+
+class MatrixStack:
+    """Several W8 matrices that read the same input vector (q/k/v, or w1/w3), stacked so
+    one pass computes all of them. :func:`matvec_stack` equals one :func:`matvec` per
+    matrix bit for bit (each row keeps its own matrix's ``scale_exp``)."""
+
+    def __init__(self, mats):
+        mats = tuple(mats)
+        if len({(m.cols, m.group_size) for m in mats}) != 1:
+            raise ValueError("stacked matrices need the same cols and group_size")
+        self.mats = mats
+        self.q_grouped = np.concatenate([m.q_grouped for m in mats], axis=1)
+        self.scale_m = np.concatenate([m.scale_m for m in mats]).astype(np.int64)
+        self.row_exp = np.concatenate([np.full(m.rows, m.scale_exp, np.int64) for m in mats])
+        ends = np.cumsum([m.rows for m in mats]).tolist()
+        self.row_ranges = list(zip([0] + ends[:-1], ends))
+        self.cols, self.group_size = mats[0].cols, mats[0].group_size
+        self.n_groups = mats[0].n_groups
+
+
+def matvec_stack(stack: MatrixStack, x16: np.ndarray, x_exp: int) -> list[np.ndarray]:
+    """``[matvec(m, x16, x_exp) for m in stack.mats]`` in one pass (same bits)."""
+    x = np.zeros(stack.n_groups * stack.group_size, dtype=np.int32)
+    x[: stack.cols] = np.asarray(x16, dtype=np.int32)[: stack.cols]
+    acc = np.matmul(stack.q_grouped, x.reshape(stack.n_groups, stack.group_size, 1))[..., 0]
+    t = (acc.T.astype(np.int64) * stack.scale_m).sum(axis=1)
+    y = shift_round_saturate(t, stack.row_exp - x_exp, ACT_BITS).astype(np.int32)
+    return [y[a:b] for a, b in stack.row_ranges]
+
+
+def round_shift_array(v, s):
+    """Like :func:`round_shift` but with a per-element shift array ``s >= 0`` (int64;
+    shifts above 62 act as 62, callers keep ``|v| < 2**61`` there)."""
+    v = np.asarray(v, dtype=np.int64)
+    s = np.minimum(np.asarray(s, dtype=np.int64), 62)
+    return (v + ((np.int64(1) << s) >> np.int64(1))) >> s
+
+
+def shift_round_saturate(v, s, bits: int = ACT_BITS):
+    """``saturate_bits(v * 2**-s)`` with round half up, for per-element shifts of any sign.
+
+    ``s > 0``: :func:`round_shift` right. ``s <= 0``: exact left shift by ``-s``, where a
+    value that would leave the ``bits``-bit range saturates *before* it can overflow int64
+    (hardware: compare against the shifted limits, then shift).
+    """
+    v = np.asarray(v, dtype=np.int64)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if np.ndim(s) == 0:                      # one shift for the whole vector
+        s = int(s)
+        if s > 0:
+            return _clip((v + (1 << (s - 1))) >> s, lo, hi)
+        s = min(-s, 62)
+        return np.where(v > (hi >> s), hi, np.where(v < -((-lo) >> s), lo, v << s))
+    s = np.asarray(s, dtype=np.int64)
+    if s.size and s.min() > 0:               # right shifts only: round, then clamp
+        s = np.minimum(s, 62)
+        return _clip((v + ((np.int64(1) << s) >> 1)) >> s, lo, hi)
+    sr = _clip(s, 0, 62)
+    sl = _clip(-s, 0, 62)
+    r = (v + ((np.int64(1) << sr) >> 1)) >> sr
+    # v << k stays in range iff -(2**(bits-1) >> k) <= v <= hi >> k
+    return np.where(r > (hi >> sl), hi, np.where(r < -((-lo) >> sl), lo, r << sl))
+
+
+_POW2 = np.int64(1) << np.arange(63, dtype=np.int64)
+
+
+def bit_length(v):
+    """Vectorized ``int.bit_length`` of non-negative int64 values (a leading-one detector):
+    the number of powers of two ``<= v``."""
+    return np.searchsorted(_POW2, np.asarray(v, dtype=np.int64), side="right").astype(np.int64)
+
+
+def block_exponents(x, bits: int):
+    """Per-row block exponent for ``bits``-bit mantissas: the rule of :func:`act_block_exponent`
+    applied along the last axis (``e = max(0, bit_length(OR_i fold(x_i)) - (bits - 1))``)."""
+    x = np.asarray(x, dtype=np.int64)
+    folded = np.bitwise_or.reduce(x ^ (x >> np.int64(63)), axis=-1)
+    return np.maximum(0, bit_length(folded) - (bits - 1))
+
+
+# ---------------------------------------------------------------------------------------
+# Formats of the non-matvec ops (speedllm.golden.intops implements them)
+# ---------------------------------------------------------------------------------------
+# RMSNorm: x16 = quantize_act(x); ss = sum x16^2 (exact); ms = ss // n + eps; one rsqrt per
+# vector by table; y = x16 * g * R >> shift.
+NORM_W_FRAC = 16                     # rmsnorm weight g: Q7.16 ...
+NORM_W_BITS = 24                     # ... in 24 signed bits (|g| < 128), stored as int32
+RMS_EPS = 1e-5                       # run.c's epsilon
+RMS_EPS_Q32 = round(RMS_EPS * 2**32)  # eps in units of 2**-32 (= 42950)
+RSQRT_IN_FRAC = 16                   # normalized mantissa u in [1, 4): Q2.16 (truncated)
+RSQRT_TABLE_BITS = 6                 # 2**6 intervals per unit of u: 3*64 + 1 = 193 entries
+RSQRT_FRAC = 16                      # rsqrt table values / R: unsigned Q1.16, in (0.5, 1]
+
+# RoPE: cos/sin tables per (pos, pair), signed Q1.16 (18-bit: 1.0 = 65536 fits).
+ROPE_FRAC = 16
+ROPE_BITS = 18
+ROPE_THETA = 10000.0
+
+# Attention: q scaled by ATT_SCALE = round(2**16 / sqrt(head_size)); exp by a 2**-f table.
+ATT_SCALE_FRAC = 16
+LOG2E_FRAC = 16                      # log2(e) as Q1.16 (= 94548)
+LOG2E_Q = round(1.4426950408889634 * 2**LOG2E_FRAC)
+EXP_FRAC = 16                        # softmax weights: unsigned Q1.16, 1.0 = 65536
+EXP_TABLE_BITS = 6                   # 2**-f table: 2**6 intervals over f in [0, 1), 65 entries
+ATT_RECIP_BITS = 24                  # per-head reciprocal mantissa of the weight sum
+ATT_ACC_GUARD = 4                    # guard bits kept when the accumulator is pre-shifted
+
+# KV cache: `kv_bits`-bit mantissas; block exponent per (position, kv_head) or fixed point.
+DEFAULT_KV_BITS = 16
+
+# SiLU: sigmoid table over |x| in [0, 2**SIGMOID_RANGE_LOG2), symmetric, saturating to 1.
+SIGMOID_RANGE_LOG2 = 4               # |x| >= 16 -> sigmoid = 1 (or 0 for x <= -16)
+SIGMOID_TABLE_BITS = 9               # 512 intervals (step 1/32), 513 entries
+SIGMOID_FRAC = 16                    # sigmoid values: unsigned Q1.16, 1.0 = 65536
+
+
+def quantize_norm_weight(g) -> np.ndarray:
+    """Float RMSNorm weight -> Q7.16 in 24 bits, stored as int32 (round half even, then
+    saturate to ``NORM_W_BITS``). Compile time."""
+    v = np.round(np.asarray(g, dtype=np.float64) * (1 << NORM_W_FRAC))
+    lim = 1 << (NORM_W_BITS - 1)
+    return np.clip(v, -lim, lim - 1).astype(np.int32)
