@@ -1,0 +1,93 @@
+"""Generate a story from a llama2.c checkpoint, like llama2.c's `run` (stdout is the text).
+
+The story is streamed to stdout exactly as run.c writes it (flushed per token, then a
+newline); "achieved tok/s: X" goes to stderr. With --json, one JSON object is printed
+instead: text, token_ids, prompt_token_ids, stopped_on_bos, tok_per_s, backend, steps,
+seed. Defaults are run.c's: -t 1.0, -p 0.9, -n 256 (at most the context length), the
+seed from the clock. Unlike run.c, out-of-range options are errors, not silently clamped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from speedllm.golden.checkpoint import load_checkpoint, load_tokenizer
+from speedllm.golden.generate import (Generation, backend_names, check_generation_options,
+                                      create_backend)
+from speedllm.golden.sampler import Sampler
+from speedllm.golden.tokenizer import Tokenizer
+from speedllm.paths import resolve_model_file
+
+HELP = "generate text with a backend (float reference, golden integer model, ...)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", metavar="MODEL",
+                        help="llama2.c checkpoint (path, or a file name in the model folders)")
+    parser.add_argument("-z", "--tokenizer", default="tokenizer.bin", metavar="TOKENIZER",
+                        help="llama2.c tokenizer file (default: tokenizer.bin, as run.c)")
+    parser.add_argument("-i", "--prompt", default="", help="prompt text (default: empty)")
+    parser.add_argument("-n", "--steps", type=int, default=None,
+                        help="positions to run, prompt included (default: 256, or the "
+                             "model's context length if shorter)")
+    parser.add_argument("-t", "--temperature", type=float, default=1.0,
+                        help="0 = greedy (default: 1.0)")
+    parser.add_argument("-p", "--topp", type=float, default=0.9,
+                        help="top-p (nucleus) threshold in [0, 1] (default: 0.9)")
+    parser.add_argument("-s", "--seed", type=int, default=None,
+                        help="random seed (default: the current time, as run.c)")
+    parser.add_argument("--backend", choices=backend_names(), default="float",
+                        help="model implementation (default: float, equal to run.c)")
+    parser.add_argument("--scheme", default=None, metavar="NAME",
+                        help="integer scheme of the golden backend (e.g. g32-kv16; "
+                             "default: the integer model's default)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of streaming the text")
+
+
+def _write(stream, data: bytes) -> None:
+    """Write bytes to a text stream's buffer (or as text where there is none)."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        stream.flush()
+        buffer.write(data)
+        buffer.flush()
+    else:
+        stream.write(data.decode("utf-8", errors="replace"))
+        stream.flush()
+
+
+def run(args) -> int:
+    checkpoint = load_checkpoint(resolve_model_file(args.model))
+    steps = min(256, checkpoint.args.seq_len) if args.steps is None else args.steps
+    check_generation_options(checkpoint.args, steps, args.temperature, args.topp)
+    vocab_size = checkpoint.args.vocab_size
+    tokenizer = Tokenizer(load_tokenizer(resolve_model_file(args.tokenizer), vocab_size))
+    sampler = Sampler(vocab_size, args.temperature, args.topp, args.seed)
+    options = {} if args.scheme is None else {"scheme": args.scheme}
+    backend = create_backend(args.backend, checkpoint, **options)
+    generation = Generation(backend, tokenizer, sampler, args.prompt, steps)
+
+    if args.json:
+        generation.run()
+        result = {
+            "text": generation.text.decode("utf-8", errors="replace"),
+            "token_ids": generation.token_ids,
+            "prompt_token_ids": generation.prompt_token_ids,
+            "stopped_on_bos": generation.stopped_on_bos,
+            "tok_per_s": generation.tok_per_s,
+            "backend": args.backend,
+            "steps": steps,
+            "seed": sampler.seed,
+        }
+        print(json.dumps(result))
+        return 0
+
+    for step in generation:
+        if step.piece:
+            _write(sys.stdout, step.piece)
+    _write(sys.stdout, b"\n")
+    if generation.tok_per_s is not None:
+        print(f"achieved tok/s: {generation.tok_per_s:f}", file=sys.stderr)
+    return 0
