@@ -14,32 +14,40 @@ import sys
 
 from .errors import SpeedLLMError
 
-# name -> module under speedllm.commands (imported lazily so --help stays fast)
+# name -> (module under speedllm.commands, one-line help). Only the command being run is
+# imported, so one command's heavy or broken imports never break the others or --help.
 COMMANDS = {
-    "generate": "generate",
-    "tokenize": "tokenize",
-    "eval": "eval",
-    "synth-model": "synth_model",
+    "generate": ("generate", "generate text with a backend (float, golden, rtl, board)"),
+    "tokenize": ("tokenize", "encode text into token ids (run.c's BPE encode, with BOS)"),
+    "eval": ("eval", "measure a backend's accuracy against the float reference (JSON)"),
+    "synth-model": ("synth_model", "write a random-weight checkpoint of a real model's shape"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; only ``selected`` (a command name) gets its full arguments."""
     parser = argparse.ArgumentParser(
         prog="speedllm",
         description="FPGA accelerator co-design toolkit for Llama2-family inference.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"speedllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, modname in COMMANDS.items():
+    for name, (modname, help_) in COMMANDS.items():
+        if name != selected:
+            sub.add_parser(name, help=help_, add_help=False)
+            continue
         mod = importlib.import_module(f".commands.{modname}", __package__)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__)
+        p = sub.add_parser(name, help=help_, description=mod.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
