@@ -21,6 +21,9 @@ COMMANDS = {
     "tokenize": ("tokenize", "encode text into token ids (run.c's BPE encode, with BOS)"),
     "eval": ("eval", "measure a backend's accuracy against the float reference (JSON)"),
     "synth-model": ("synth_model", "write a random-weight checkpoint of a real model's shape"),
+    "hw-report": ("hw_report", "synthesis resources (Yosys xc7) and Fmax (nextpnr-ecp5) of hw components"),
+    "bitstream": ("bitstream", "build the ECP5 bitstream, or write a Zynq board's Vivado project"),
+    "flash": ("flash", "load a bitstream onto a board (PYNQ overlay + ID check, or openFPGALoader)"),
 }
 
 

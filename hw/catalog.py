@@ -1,0 +1,77 @@
+"""The components that ``speedllm hw-report`` measures: name -> factory with default
+parameters.
+
+Adding a component is one line in :data:`CATALOG`::
+
+    "matvec": Entry("speedllm.hw.matvec", "MatVecEngine", lanes=8),
+
+The module is imported only when the entry is built, so a broken or missing module only
+affects its own entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+__all__ = ["Entry", "CATALOG", "build"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """``module.factory(*args, **kwargs)`` builds the component."""
+    module: str
+    factory: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def __init__(self, module: str, factory: str, *args, **kwargs):
+        object.__setattr__(self, "module", module)
+        object.__setattr__(self, "factory", factory)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "kwargs", kwargs)
+
+    def build(self):
+        return getattr(importlib.import_module(self.module), self.factory)(*self.args,
+                                                                           **self.kwargs)
+
+    def describe(self) -> str:
+        params = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.module}.{self.factory}({', '.join(params)})"
+
+
+def _demo_registers():
+    """A register map of the size a real accelerator uses, for the AXI-Lite slave."""
+    from .axil import AxiLiteRegisters
+    from .csr import Field, Register, RegisterMap
+
+    class Word(Register):
+        """A 32-bit read-write value."""
+        value = Field(32, "rw")
+
+    class Status(Register):
+        """Read-only status and sticky flags."""
+        busy = Field(1, "r")
+        error = Field(4, "w1c", offset=4)
+        count = Field(16, "r", offset=16)
+
+    regmap = RegisterMap("demo")
+    for k in range(12):
+        regmap.add(f"word{k}", Word)
+    regmap.add("status", Status)
+    return AxiLiteRegisters(regmap)
+
+
+CATALOG: dict[str, Entry] = {
+    "stream_fifo_64x16": Entry("speedllm.hw.stream", "StreamFifo", 64, 16),
+    "stream_fifo_64x512": Entry("speedllm.hw.stream", "StreamFifo", 64, 512),
+    "axil_registers_13": Entry("speedllm.hw.catalog", "_demo_registers"),
+    "axi_read_master_64": Entry("speedllm.hw.axi_read", "AxiReadMaster", data_width=64),
+    "axi_read_master_128": Entry("speedllm.hw.axi_read", "AxiReadMaster", data_width=128),
+    "axi_write_master_64": Entry("speedllm.hw.axi_write", "AxiWriteMaster", data_width=64),
+}
+
+
+def build(name: str):
+    """A fresh component of the catalogue entry ``name``."""
+    return CATALOG[name].build()

@@ -1,0 +1,83 @@
+"""Synthesis reports: Yosys xc7 resources and nextpnr-ecp5 Fmax of a tiny component."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from speedllm.commands import hw_report
+from speedllm.errors import InputError
+from speedllm.hw import catalog, synth
+from speedllm.hw.stream import StreamFifo
+
+# Constructors that raise leave objects Amaranth reports as "never used".
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+
+@pytest.fixture
+def synth_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPEEDLLM_SYNTH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    hw_report.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.sim
+def test_xilinx_and_ecp5_figures_of_a_fifo(synth_cache, monkeypatch):
+    """A 16-deep 8-bit FIFO: LUTs and FFs > 0, no DSP, a real Fmax; a second call hits
+    the cache."""
+    def fifo():
+        return StreamFifo(8, 16)
+    x = synth.xilinx_resources(fifo(), "fifo8")
+    assert x["LUT"] > 0 and x["FF"] > 0 and x["DSP48E1"] == 0
+    assert x["LUT"] <= x["total_cells"] and x["cells"]
+    e = synth.ecp5_fmax(fifo(), "fifo8")
+    assert 50 < e["fmax_mhz"] < 1000 and e["constraint_mhz"] == 100.0
+    assert e["utilization"]["TRELLIS_FF"]["used"] > 0
+    # cached now: the tools must not run again
+    monkeypatch.setattr(synth, "_run", lambda *a, **k: pytest.fail("tool ran twice"))
+    assert synth.xilinx_resources(fifo(), "fifo8") == x
+    assert synth.ecp5_fmax(fifo(), "fifo8") == e
+
+
+@pytest.mark.sim
+def test_hw_report_command(synth_cache, tmp_path, monkeypatch):
+    monkeypatch.setitem(catalog.CATALOG, "tiny_fifo",
+                        catalog.Entry("speedllm.hw.stream", "StreamFifo", 4, 4))
+    out = tmp_path / "hw.json"
+    assert hw_report.run(_args("--out", str(out), "--components", "tiny_fifo")) == 0
+    report = json.loads(out.read_text())
+    entry = report["components"]["tiny_fifo"]
+    assert entry["factory"] == "speedllm.hw.stream.StreamFifo(4, 4)"
+    for key in ("LUT", "FF", "LUTRAM", "DSP48E1", "RAMB18E1", "RAMB36E1"):
+        assert isinstance(entry["xilinx"][key], int)
+    assert entry["xilinx"]["FF"] > 0
+    assert "ecp5" not in entry
+
+
+def test_unknown_component_is_an_input_error(synth_cache):
+    with pytest.raises(InputError, match="nope"):
+        hw_report.run(_args("--out", "-", "--components", "nope"))
+
+
+def test_catalog_entries_build():
+    """Every catalogue entry constructs (no synthesis: that is `speedllm hw-report`)."""
+    from amaranth.lib import wiring
+    for name in catalog.CATALOG:
+        component = catalog.build(name)
+        component._MustUse__silence = True        # built only to be checked
+        assert isinstance(component, wiring.Component), name
+
+
+def test_harness_keeps_two_pins():
+    from amaranth.back import verilog
+    text = verilog.convert(synth.IoHarness(StreamFifo(8, 4)), name="h")
+    header = next(line for line in text.splitlines() if line.startswith("module h("))
+    ports = header[len("module h("):].rstrip(");").replace(" ", "").split(",")
+    assert sorted(ports) == ["clk", "rst", "sin", "sout"]
