@@ -40,7 +40,6 @@ import ctypes
 import hashlib
 import os
 import platform
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,7 +49,7 @@ import numpy as np
 from speedllm.errors import AcceleratorError
 
 from .harness_ports import PortDescription, describe_ports, render_ports_header
-from .runner import _BuildLock, build_root, verilator_bin_dir, verilog_of
+from .runner import BuildLock, build_root, strip_src_attributes, verilator_bin_dir, verilog_of
 
 __all__ = ["Harness", "PortDescription", "describe_ports", "render_ports_header",
            "build_harness", "RESP_NAMES"]
@@ -61,7 +60,6 @@ HEADERS = ("axi_signals.h", "dram_model.h", "axil_master.h")
 RESP_NAMES = {0: "OKAY", 1: "EXOKAY", 2: "SLVERR", 3: "DECERR"}
 _RANGE_KINDS = {"slverr": 2, "decerr": 3, "hang": 4}
 _TIMEOUT, _BUS_ERROR, _NO_CONTROL, _OUT_OF_RANGE = -1, -2, -3, -4
-_SRC_ATTRIBUTE = re.compile(r'[ \t]*\(\* src = "[^"\n]*" \*\)[ \t]*\n?')
 
 
 def _verilator() -> str:
@@ -114,7 +112,7 @@ def build_harness(verilog: str, toplevel: str, *, clock="clk", reset="rst", trac
     """
     # Yosys's source-location attributes change with every edit of a Python file above
     # the design; they mean nothing to Verilator, so they do not take part in the cache.
-    verilog = _SRC_ATTRIBUTE.sub(lambda m: "" if m[0].endswith("\n") else " ", verilog)
+    verilog = strip_src_attributes(verilog)
     desc = describe_ports(verilog, toplevel, clock, reset)
     header = render_ports_header(desc)
     options = ["--cc", "--exe", "-O3", "-Wno-fatal", "--x-assign", "fast",
@@ -133,7 +131,7 @@ def build_harness(verilog: str, toplevel: str, *, clock="clk", reset="rst", trac
     if library.exists():
         return library, desc
     runtime = build_root() / f"harness-runtime-{_runtime_key(options)}"
-    with _BuildLock(build_dir):
+    with BuildLock(build_dir):
         if library.exists():           # another worker built it while we waited
             return library, desc
         if build_dir.exists():         # an interrupted build: start over
@@ -156,7 +154,7 @@ def build_harness(verilog: str, toplevel: str, *, clock="clk", reset="rst", trac
         _run_logged(make, build_dir, log)
         os.replace(library.with_suffix(".tmp"), library)   # atomic: a library is complete
     if not (runtime / ".done").exists():
-        with _BuildLock(runtime):
+        with BuildLock(runtime):
             if not (runtime / ".done").exists():
                 runtime.mkdir(parents=True, exist_ok=True)
                 for f in [*obj.glob("verilated*.[od]"), *obj.glob("dram_model.[od]")]:

@@ -34,6 +34,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -115,6 +116,18 @@ class _BuildLock:
         os.close(self._fd)
 
 
+_SRC_ATTRIBUTE = re.compile(r'[ \t]*\(\* src = "[^"\n]*" \*\)[ \t]*\n?')
+
+
+def strip_src_attributes(verilog_text: str) -> str:
+    """Drop Yosys ``(* src = "file:line" *)`` attributes: moving lines in ``hw/*.py``
+    then changes no build key, so cached Verilator builds survive unrelated edits."""
+    return _SRC_ATTRIBUTE.sub(lambda m: "" if m[0].endswith("\n") else " ", verilog_text)
+
+
+BuildLock = _BuildLock   # public name: the Verilator harness shares the lock
+
+
 def _get_runner(sim: str):
     from cocotb_tools.runner import get_runner
     return get_runner(sim)
@@ -122,6 +135,7 @@ def _get_runner(sim: str):
 
 def _build(verilog_text: str, toplevel: str, sim: str, waves: bool) -> Path:
     """Return the build folder for this Verilog, building it first if needed."""
+    verilog_text = strip_src_attributes(verilog_text)
     key = hashlib.sha256(f"{sim}\0{int(waves)}\0{verilog_text}".encode()).hexdigest()[:16]
     build_dir = build_root() / f"{toplevel}-{sim}-{key}"
     done = build_dir / ".built"
