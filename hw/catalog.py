@@ -69,6 +69,17 @@ CATALOG: dict[str, Entry] = {
     "axi_read_master_64": Entry("speedllm.hw.axi_read", "AxiReadMaster", data_width=64),
     "axi_read_master_128": Entry("speedllm.hw.axi_read", "AxiReadMaster", data_width=128),
     "axi_write_master_64": Entry("speedllm.hw.axi_write", "AxiWriteMaster", data_width=64),
+    "matvec_l8": Entry("speedllm.hw.matvec", "MatVecEngine", lanes=8),
+    "matvec_l16": Entry("speedllm.hw.matvec", "MatVecEngine", lanes=16),
+    "attention_260k": Entry("speedllm.hw.attention", "AttentionCore", head_size=8, n_heads=8,
+                            n_kv_heads=4, max_seq_len=512),
+    "residual_add": Entry("speedllm.hw.residual", "ResidualAdd"),
+    "embedding_l8": Entry("speedllm.hw.embedding", "EmbeddingFetch", lanes=8, group_size=32),
+    "scratchpad_4x512": Entry("speedllm.hw.scratchpad", "Scratchpad", banks=4, depth=512,
+                              width=32),
+    "rmsnorm_2048": Entry("speedllm.hw.rmsnorm", "RmsNormUnit", max_dim=2048),
+    "rope_260k": Entry("speedllm.hw.rope", "RopeUnit", head_size=8, seq_len=512),
+    "swiglu": Entry("speedllm.hw.swiglu", "SwiGluUnit"),
 }
 
 
