@@ -14,4 +14,10 @@ Subpackages (each a top-level folder of the repository):
 from .errors import SpeedLLMError
 
 __version__ = "0.1.0"
-__all__ = ["SpeedLLMError", "__version__"]
+__all__ = ["SpeedLLMError", "__version__", "load"]
+
+
+def load(model, tokenizer="tokenizer.bin", backend="golden", **options):
+    """Load a model on a backend: :func:`speedllm.host.api.load` (imported on first use)."""
+    from .host.api import load as _load
+    return _load(model, tokenizer, backend, **options)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
+import speedllm.host.backends  # noqa: F401  (registers rtl, board, pynq-sim; pynq stays lazy)
 from speedllm.golden.checkpoint import load_checkpoint, load_tokenizer
 from speedllm.golden.generate import (Generation, backend_names, check_generation_options,
                                       create_backend)
@@ -39,6 +40,8 @@ def add_arguments(parser) -> None:
                         help="random seed (default: the current time, as run.c)")
     parser.add_argument("--backend", choices=backend_names(), default="float",
                         help="model implementation (default: float, equal to run.c)")
+    parser.add_argument("--bitstream", default=None, metavar="BIT",
+                        help="the .bit (its .hwh beside it) for --backend board")
     parser.add_argument("--scheme", default=None, metavar="NAME",
                         help="integer scheme of the golden backend (e.g. g32-kv16; "
                              "default: the integer model's default)")
@@ -66,6 +69,8 @@ def run(args) -> int:
     tokenizer = Tokenizer(load_tokenizer(resolve_model_file(args.tokenizer), vocab_size))
     sampler = Sampler(vocab_size, args.temperature, args.topp, args.seed)
     options = {} if args.scheme is None else {"scheme": args.scheme}
+    if args.bitstream is not None:
+        options["bitstream"] = args.bitstream
     backend = create_backend(args.backend, checkpoint, **options)
     generation = Generation(backend, tokenizer, sampler, args.prompt, steps)
 
