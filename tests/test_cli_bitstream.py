@@ -1,0 +1,167 @@
+# amaranth: UnusedElaboratable=no
+"""`speedllm bitstream` and `speedllm flash`: folders, messages, exit codes and the off-board
+error paths; the ID check of `flash` on PYNQ's simulated device. ~15 s; the real ECP5 build
+through the CLI is @slow (~2-4 min)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from speedllm import cli
+from speedllm.bitstreams.targets import TARGETS
+
+
+@pytest.fixture(autouse=True)
+def commands(monkeypatch):
+    """The two commands, whether or not the lead has added them to cli.COMMANDS yet."""
+    from speedllm.commands import bitstream, flash
+    monkeypatch.setitem(cli.COMMANDS, "bitstream", ("bitstream", bitstream.HELP))
+    monkeypatch.setitem(cli.COMMANDS, "flash", ("flash", flash.HELP))
+
+
+def run_cli(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("speedllm: error: "), err
+    return lines[0]
+
+
+# ---- bitstream ---------------------------------------------------------------------------
+def test_vivado_target_without_vivado_writes_the_project(capsys, tmp_path, monkeypatch):
+    import speedllm.bitstreams.vivado as vivado
+    monkeypatch.setattr(vivado, "vivado_available", lambda: None)
+    out = tmp_path / "pynq"
+    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "pynq-z2", "--out", str(out))
+    assert rc == 0, err
+    assert "Vivado is not installed" in stdout and "stopped before synthesis" in stdout
+    manifest = json.loads((out / "target.json").read_text())
+    assert manifest["part"] == TARGETS["pynq-z2"].part
+    for name in manifest["files"]:
+        assert (out / name).is_file()
+    assert not list(out.glob("*.bit")) and not list(out.glob("*.hwh"))
+    # Our own folder may be written again without --force.
+    rc, _, err = run_cli(capsys, "bitstream", "--target", "pynq-z2", "--out", str(out))
+    assert rc == 0, err
+
+
+def test_refuses_a_foreign_non_empty_folder(capsys, tmp_path, monkeypatch):
+    import speedllm.bitstreams.vivado as vivado
+    monkeypatch.setattr(vivado, "vivado_available", lambda: None)
+    (tmp_path / "precious.txt").write_text("keep me")
+    rc, _, err = run_cli(capsys, "bitstream", "--target", "kv260", "--out", str(tmp_path))
+    assert rc == 1
+    assert "not empty" in one_error_line(err) and "--force" in err
+    assert not (tmp_path / "build.tcl").exists()
+    rc, _, err = run_cli(capsys, "bitstream", "--target", "kv260", "--out", str(tmp_path),
+                         "--force")
+    assert rc == 0, err
+    assert (tmp_path / "build.tcl").is_file()
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_no_run_and_default_out_dir(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "zcu104", "--no-run")
+    assert rc == 0, err
+    folder = tmp_path / "build" / "bitstreams" / "zcu104"
+    assert (folder / "build.sh").is_file() and "--no-run" in stdout
+    assert TARGETS["zcu104"].part in (folder / "build.tcl").read_text()
+
+
+def test_unknown_target_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bitstream", "--target", "arty"])
+    assert e.value.code == 2
+
+
+@pytest.mark.slow
+def test_ecp5_build_prints_fmax(capsys, tmp_path):
+    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "ulx3s-85f",
+                              "--out", str(tmp_path))
+    assert rc == 0, err
+    summary = json.loads(next(tmp_path.glob("*.summary.json")).read_text())
+    assert f"Fmax {summary['fmax_mhz']:.2f} MHz" in stdout
+    assert (tmp_path / summary["bit"]).stat().st_size > 10_000
+
+
+# ---- flash -------------------------------------------------------------------------------
+def test_flash_missing_bit(capsys, tmp_path):
+    rc, _, err = run_cli(capsys, "flash", str(tmp_path / "none.bit"), "--target", "pynq-z2")
+    assert rc == 1 and "no such bitstream file" in one_error_line(err)
+
+
+def test_flash_missing_hwh(capsys, tmp_path):
+    bit = tmp_path / "overlay.bit"
+    bit.write_bytes(b"\0")
+    rc, _, err = run_cli(capsys, "flash", str(bit), "--target", "kv260")
+    assert rc == 1 and "overlay.hwh" in one_error_line(err)
+
+
+def test_flash_off_board_has_no_pynq_device(tmp_path):
+    """In a fresh process (no simulated device registered), as a user on a PC runs it."""
+    bit = tmp_path / "overlay.bit"
+    bit.write_bytes(b"\0")
+    bit.with_suffix(".hwh").write_text("<stub/>")
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from speedllm import cli; "
+         "cli.COMMANDS['flash'] = ('flash', 'x'); sys.exit(cli.main(sys.argv[1:]))",
+         "flash", str(bit), "--target", "pynq-z2"],
+        capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no PYNQ device found" in one_error_line(proc.stderr)
+
+
+def test_flash_ulx3s_without_openfpgaloader(capsys, tmp_path, monkeypatch):
+    import speedllm.commands.flash as flash
+    monkeypatch.setattr(flash.shutil, "which", lambda name: None)
+    bit = tmp_path / "ulx3s.bit"
+    bit.write_bytes(b"\0")
+    rc, _, err = run_cli(capsys, "flash", str(bit), "--target", "ulx3s-85f")
+    assert rc == 1 and "openFPGALoader is not installed" in one_error_line(err)
+
+
+def test_flash_ulx3s_runs_openfpgaloader(capsys, tmp_path, monkeypatch):
+    """A stand-in openFPGALoader records its arguments: -b ulx3s and the file."""
+    import speedllm.commands.flash as flash
+    record = tmp_path / "args.txt"
+    tool = tmp_path / "openFPGALoader"
+    tool.write_text(f'#!/bin/sh\necho "$@" > {record}\n')
+    tool.chmod(0o755)
+    monkeypatch.setattr(flash.shutil, "which", lambda name: str(tool))
+    bit = tmp_path / "ulx3s.bit"
+    bit.write_bytes(b"\0")
+    rc, _, err = run_cli(capsys, "flash", str(bit), "--target", "ulx3s-85f")
+    assert rc == 0, err
+    assert record.read_text().split() == ["-b", "ulx3s", str(bit)]
+
+
+def test_flash_overlay_reads_the_id_register(tmp_path):
+    """On PYNQ's simulated device: the overlay loads from its .hwh, hw_id is checked."""
+    from speedllm.commands.flash import flash_overlay
+    from speedllm.errors import AcceleratorError
+    from speedllm.host.hwh import HwhLayout, write_hwh
+    from speedllm.host.sim_device import RecordingBus, SimulatedDevice
+    from speedllm.hw.accel_regs import ACCEL_REGMAP, HW_ID
+    layout = HwhLayout()
+    hw_id_addr = layout.ctrl_base + ACCEL_REGMAP.offsets()["hw_id"]
+    bus = RecordingBus({hw_id_addr: HW_ID})
+    device = SimulatedDevice.activate(bus, layout)
+    bit = tmp_path / "speedllm.bit"
+    bit.write_bytes(b"\0")
+    write_hwh(bit.with_suffix(".hwh"), layout=layout)
+    result = flash_overlay(bit, device)
+    assert result["hw_id"] == HW_ID
+    assert ("read", hw_id_addr, HW_ID) in bus.transactions
+    bus.responses[hw_id_addr] = HW_ID ^ 0xFFFF_0000          # wrong magic
+    with pytest.raises(AcceleratorError, match="wrong magic"):
+        flash_overlay(bit, device)
