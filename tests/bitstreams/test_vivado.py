@@ -5,7 +5,6 @@ Verilog wrapper matches the design. ~15 s (three Verilog conversions, one Yosys 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,10 +149,8 @@ def projects(design, tmp_path_factory):
     return {t: (root / t, write_vivado_project(design, t, root / t)) for t in ZYNQ}
 
 
-needs_tclsh = pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed")
 
 
-@needs_tclsh
 @pytest.mark.parametrize("target", ZYNQ)
 def test_tcl_runs_and_builds_the_block_design(target, projects, design, tmp_path):
     folder, manifest = projects[target]
@@ -210,7 +207,6 @@ def test_tcl_runs_and_builds_the_block_design(target, projects, design, tmp_path
     assert (folder / manifest["hwh"]).exists()
 
 
-@needs_tclsh
 def test_board_part_used_when_installed(projects, tmp_path):
     folder, _ = projects["zcu104"]
     calls = run_stubbed(folder, tmp_path, board_parts="xilinx.com:zcu104:part0:1.0 "
@@ -222,7 +218,6 @@ def test_board_part_used_when_installed(projects, tmp_path):
     assert config[config.index("apply_board_preset") + 1] == "1"
 
 
-@needs_tclsh
 def test_every_wrapper_port_is_mapped(projects, design, tmp_path):
     folder, _ = projects["pynq-z2"]
     calls = run_stubbed(folder, tmp_path)
