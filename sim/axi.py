@@ -119,3 +119,27 @@ def set_channel_pauses(channels, probability: float, rng: random.Random):
                                if probability > 0 else None)
         if probability <= 0:
             ch.pause = False      # clearing a generator leaves its last value in force
+
+
+async def check_error_responses(tb, dut):
+    """The error scenario both AXI masters share: an OKAY command leaves ``error`` low;
+    commands touching an SLVERR range and then a DECERR range raise it with the *first*
+    code (SLVERR), ``clear`` drops it; a long command over the DECERR range reports
+    DECERR. Run without and with channel pauses. ``tb`` provides ``bpb`` (bytes per
+    beat), ``ram.error_ranges``, ``set_pauses(p)``, ``run_commands(cmds, bad_ranges)``
+    and ``clear()``."""
+    bad = [ErrorRange(0x8000, 0x8000 + 4 * tb.bpb, AxiResp.SLVERR),
+           ErrorRange(0x9000, 0x9000 + tb.bpb, AxiResp.DECERR)]
+    tb.ram.error_ranges = bad
+    for probability in (0.0, 0.3):
+        tb.set_pauses(probability)
+        await tb.run_commands([(0x7000, 3)])
+        assert not dut.error.value
+        await tb.run_commands([(0x8000 - 2 * tb.bpb, 8), (0x9000 - tb.bpb, 3), (0x100, 2)],
+                              bad)
+        assert dut.error.value and dut.error_resp.value.to_unsigned() == AxiResp.SLVERR
+        await tb.clear()
+        assert not dut.error.value
+        await tb.run_commands([(0x9000, 300)], bad)
+        assert dut.error.value and dut.error_resp.value.to_unsigned() == AxiResp.DECERR
+        await tb.clear()

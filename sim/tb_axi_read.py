@@ -16,7 +16,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from speedllm.hw.axi import command_layout
 from speedllm.hw.axi_read import read_data_layout
-from speedllm.sim.axi import AxiResp, ErrorRamRead, ErrorRange, read_bus, set_channel_pauses
+from speedllm.sim.axi import ErrorRamRead, check_error_responses, read_bus, set_channel_pauses
 from speedllm.sim.runner import tb_parameters, vector_count
 from speedllm.sim.streams import StreamSink, StreamSource, start_clock_and_reset
 
@@ -151,21 +151,7 @@ async def test_error_responses(dut):
     tb = TB(dut)
     dut.clear.value = 0
     await tb.reset()
-    bad = [ErrorRange(0x8000, 0x8000 + 4 * tb.bpb, AxiResp.SLVERR),
-           ErrorRange(0x9000, 0x9000 + tb.bpb, AxiResp.DECERR)]
-    tb.ram.error_ranges = bad
-    for probability in (0.0, 0.3):
-        tb.set_pauses(probability)
-        await tb.run_commands([(0x7000, 3)])
-        assert not dut.error.value
-        await tb.run_commands([(0x8000 - 2 * tb.bpb, 8), (0x9000 - tb.bpb, 3), (0x100, 2)],
-                              bad)
-        assert dut.error.value and dut.error_resp.value.to_unsigned() == AxiResp.SLVERR
-        await tb.clear()
-        assert not dut.error.value
-        await tb.run_commands([(0x9000, 300)], bad)
-        assert dut.error.value and dut.error_resp.value.to_unsigned() == AxiResp.DECERR
-        await tb.clear()
+    await check_error_responses(tb, dut)
 
 
 @cocotb.test(timeout_time=5, timeout_unit="ms")
