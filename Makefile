@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-EXTRAS ?= hw,test,pynq
+EXTRAS ?= hw,test,pynq,report
 MODELS ?= ../shared/models
 JOBS   ?= 2
 TARGET ?= ulx3s-85f
@@ -51,8 +51,10 @@ sim-long: setup
 bitstream: setup
 	$(VENV)/bin/speedllm bitstream --target $(TARGET)
 
+REPORT_ARGS ?=
 report: setup
-	$(VENV)/bin/speedllm report --out report
+	$(VENV)/bin/speedllm hw-report --out report/hw.json
+	$(VENV)/bin/speedllm report --out report --resources report/hw.json $(REPORT_ARGS)
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -23,6 +23,8 @@ COMMANDS = {
     "synth-model": ("synth_model", "write a random-weight checkpoint of a real model's shape"),
     "hw-report": ("hw_report", "synthesis resources (Yosys xc7) and Fmax (nextpnr-ecp5) of hw components"),
     "bitstream": ("bitstream", "build the ECP5 bitstream, or write a Zynq board's Vivado project"),
+    "bench": ("bench", "cycles/token, tok/s, roofline fraction, energy/token; --ablation: SpeedLLM's comparison"),
+    "report": ("report", "regenerate the performance report (Markdown + stamped figures) into a folder"),
     "flash": ("flash", "load a bitstream onto a board (PYNQ overlay + ID check, or openFPGALoader)"),
 }
 
