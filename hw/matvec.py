@@ -18,7 +18,7 @@ from .matvec_layout import accumulator_widths, command_layout, output_layout, x_
 from .matvec_pipeline import (BeatAdapter, adder_tree, round_shift_saturate, shift_amounts,
                               stage, tag_layout)
 from .stream import StreamFifo
-from .tables import check_positive_int
+from .tables import check_positive_int, pipelined_product
 
 __all__ = ["MatVecEngine"]
 
@@ -102,7 +102,7 @@ class MatVecEngine(wiring.Component):
     One lane vector (``L`` weights) per cycle while ``w``, ``s`` and ``o`` keep up: a
     ``rows x cols`` command takes ``rows * padded_cols(cols, GS) / L`` cycles of weight
     intake, and the next command's intake follows without a gap. A row's result reaches
-    ``o`` ``11 + log2(L)`` cycles after its last weight beat (plus 2 in the output FIFO).
+    ``o`` ``13 + log2(L)`` cycles after its last weight beat (plus 2 in the output FIFO).
     The whole pipeline advances on one enable, ``en = out FIFO not full & (no group sum
     waiting, or a mantissa ready)``; ``en`` is a function of registers only, and every
     ``ready`` the engine drives is independent of the same stream's ``valid``. Multiplier
@@ -111,8 +111,9 @@ class MatVecEngine(wiring.Component):
 
     Stages (each a register enabled by ``en``): intake (weights masked to ``cols``,
     buffer read issued) -> buffer read data -> multiplier inputs -> lane products -> one
-    adder-tree level per stage -> group accumulator -> mantissa multiply (in, out) -> row
-    accumulator -> round-shift (2) -> left-shift-saturate (2) -> output FIFO.
+    adder-tree level per stage -> group accumulator -> mantissa multiply (inputs, two
+    partial products, their sum) -> row accumulator -> round-shift (2) -> saturate -> left
+    shift -> saturate -> output FIFO.
     """
 
     def __init__(self, *, lanes: int = 8, group_size: int = formats.DEFAULT_GROUP_SIZE,
@@ -156,7 +157,7 @@ class MatVecEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a row's last weight beat (intake) to its result entering the FIFO."""
-        return 11 + exact_log2(self._lanes)
+        return 13 + exact_log2(self._lanes)
 
     def elaborate(self, platform):
         m = Module()
@@ -304,24 +305,29 @@ class MatVecEngine(wiring.Component):
         m3 = stage(m, en, mantissa, "m3", shape=unsigned(formats.SCALE_BITS))
         v3 = stage(m, en, vg, "v3", reset=True)
         t3 = stage(m, en, tg, "t3")
-        p4 = stage(m, en, a3 * m3, "p4", shape=signed(wd["scaled"]))
-        v4 = stage(m, en, v3, "v4", reset=True)
-        t4 = stage(m, en, t3, "t4")
+        # group sum x mantissa: two DSP-sized partial products, then their sum
+        p4, p4_latency = pipelined_product(m, a3, m3, enable=en, name="p4")
+        assert p4_latency == 2
+        v3b = stage(m, en, v3, "v3b", reset=True)
+        t3b = stage(m, en, t3, "t3b")
+        v4 = stage(m, en, v3b, "v4", reset=True)
+        t4 = stage(m, en, t3b, "t4")
         # --- row accumulator: the exact t of formats.matvec
         row_sum = Signal(signed(wd["row"]))
         with m.If(en & v4):
             m.d.sync += row_sum.eq(Mux(t4.rfirst, 0, row_sum) + p4)
         v5 = stage(m, en, v4 & t4.rlast, "v5", reset=True)
         t5 = stage(m, en, t4, "t5")
-        # --- saturate32(round_shift(t, shift)), four registered stages
-        result, v9, t9, epilogue_valids = round_shift_saturate(m, en, row_sum, v5, t5,
+        # --- saturate32(round_shift(t, shift)), five registered stages
+        result, v10, t10, epilogue_valids = round_shift_saturate(m, en, row_sum, v5, t5,
                                                                formats.ACT_BITS)
         m.d.comb += [
-            out_fifo.i.valid.eq(en & v9),
+            out_fifo.i.valid.eq(en & v10),
             out_fifo.i.payload.data.eq(result),
-            out_fifo.i.payload.first.eq(t9.cfirst),
-            out_fifo.i.payload.last.eq(t9.clast),
+            out_fifo.i.payload.first.eq(t10.cfirst),
+            out_fifo.i.payload.last.eq(t10.clast),
         ]
-        in_flight = Cat(v1, v1b, v2, *tree_valids, vg, v3, v4, v5, *epilogue_valids).any()
+        in_flight = Cat(v1, v1b, v2, *tree_valids, vg, v3, v3b, v4, v5,
+                        *epilogue_valids).any()
         m.d.comb += self.busy.eq(running | in_flight | (out_fifo.level != 0))
         return m

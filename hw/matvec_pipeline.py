@@ -6,7 +6,8 @@ tag travel beside the data. The helpers here add such stages to a module:
 
 * :func:`stage` -- one enabled register.
 * :func:`adder_tree` -- a registered binary adder tree (one level per stage).
-* :func:`round_shift_saturate` -- ``saturate(round_shift(t, shift))`` in four stages.
+* :func:`round_shift_saturate` -- ``saturate(round_shift(t, shift))`` in five stages
+  (:func:`saturate_fast`: a saturation without a comparator).
 
 :class:`BeatAdapter` is a stream component that turns AXI beats of one width into lane
 vectors of another (split a wide beat, or gather narrow ones).
@@ -14,14 +15,15 @@ vectors of another (split a wide beat, or gather narrow ones).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from .tables import check_positive_int, saturate
 
-__all__ = ["tag_layout", "shift_amounts", "stage", "adder_tree", "round_shift_saturate",
-           "BeatAdapter"]
+__all__ = ["tag_layout", "shift_amounts", "stage", "adder_tree", "saturate_fast",
+           "bit_length_tree", "round_shift_saturate", "BeatAdapter"]
 
 
 def tag_layout(value_bits: int, out_bits: int) -> data.StructLayout:
@@ -83,14 +85,62 @@ def adder_tree(m: Module, en, terms, valid, tag, widths):
     return terms[0], valid, tag, valids
 
 
+def saturate_fast(value, bits: int) -> Value:
+    """``tables.saturate(value, bits)`` (clamp to the signed ``bits``-bit range) without a
+    comparator: the value fits when its bits from ``bits - 1`` up are all equal (a signed
+    value) or all zero (an unsigned one), else the sign picks the bound. Those are LUT
+    reductions a few levels deep, where ``value > hi`` is a carry chain as long as the
+    value.
+    """
+    value = Value.cast(value)
+    shape = value.shape()
+    if shape.width < bits or (shape.signed and shape.width == bits):
+        return value.as_signed() if shape.signed else value
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    top = value[bits - 1:]
+    if shape.signed:
+        fits = (top == 0) | (top == (1 << len(top)) - 1)
+        negative = value[-1]
+    else:
+        fits = top == 0
+        negative = 0
+    return Mux(fits, value[:bits], Mux(negative, lo, hi)).as_signed()[:bits].as_signed()
+
+
+def _leading_one(value: Value):
+    """``(any, p)``: whether ``value`` has a set bit, and the index of its highest one
+    (``ceil_log2(width)`` bits). Halves are split at a power of two, so the high half's
+    index is the low half's index with one more bit on top: no adders."""
+    width = len(value)
+    if width == 1:
+        return value[0], Const(0, 0)
+    n = ceil_log2(width) - 1                   # index bits of either half
+    half = 1 << n
+    lo_any, lo_p = _leading_one(value[:half])
+    hi_any, hi_p = _leading_one(value[half:])
+    hi_p = Cat(hi_p, Const(0, n))[:n]           # the high half may be narrower
+    return lo_any | hi_any, Mux(hi_any, Cat(hi_p, Const(1, 1)), Cat(lo_p, Const(0, 1)))
+
+
+def bit_length_tree(value) -> Value:
+    """``int.bit_length`` of a non-negative ``value`` in ``ceil(log2(width))`` mux levels
+    (a chain of one mux per bit, the plain form, is as deep as the value is wide)."""
+    value = Value.cast(value).as_unsigned()
+    if len(value) == 0:
+        return Const(0, 1)
+    any_set, p = _leading_one(value)
+    return Mux(any_set, p + 1, 0)
+
+
 def round_shift_saturate(m: Module, en, value, valid, tag, bits: int):
     """``saturate(round_shift(value, s), bits)`` exactly as ``golden.formats``, with ``s``
     given as ``tag.rshift``/``tag.lshift``/``tag.round`` (:func:`shift_amounts`).
 
     Stage 1 shifts right by ``rshift``, stage 2 finishes the rounding (``(r + 1) >> 1``,
-    which equals ``(v + 2**(s-1)) >> s``) and saturates, stage 3 shifts left by
-    ``lshift``, stage 4 saturates. Saturating before the left shift gives the same result
-    as after it. Returns ``(result, valid, tag, valids)``.
+    which equals ``(v + 2**(s-1)) >> s``), stage 3 saturates, stage 4 shifts left by
+    ``lshift``, stage 5 saturates. One carry chain (stage 2) is the deepest logic of any
+    stage; saturating before the left shift gives the same result as after it. Returns
+    ``(result, valid, tag, valids)``.
     """
     value = Value.cast(value)
     width = len(value)
@@ -100,20 +150,24 @@ def round_shift_saturate(m: Module, en, value, valid, tag, bits: int):
     v1 = stage(m, en, valid, "rs_valid1", reset=True)
     t1 = stage(m, en, tag, "rs_tag1")
 
-    rounded = Mux(up1, (r1 + 1) >> 1, r1)
-    c2 = stage(m, en, saturate(rounded, bits), "rs_sat1", shape=signed(bits))
+    r2 = stage(m, en, Mux(up1, (r1 + 1) >> 1, r1), "rs_rounded", shape=signed(width))
     ls2 = stage(m, en, ls1, "rs_left2")
     v2 = stage(m, en, v1, "rs_valid2", reset=True)
     t2 = stage(m, en, t1, "rs_tag2")
 
-    d3 = stage(m, en, c2 << ls2, "rs_left_shifted", shape=signed(2 * bits))
+    c3 = stage(m, en, saturate_fast(r2, bits), "rs_sat1", shape=signed(bits))
+    ls3 = stage(m, en, ls2, "rs_left3")
     v3 = stage(m, en, v2, "rs_valid3", reset=True)
     t3 = stage(m, en, t2, "rs_tag3")
 
-    r4 = stage(m, en, saturate(d3, bits), "rs_result", shape=signed(bits))
+    d4 = stage(m, en, c3 << ls3, "rs_left_shifted", shape=signed(2 * bits))
     v4 = stage(m, en, v3, "rs_valid4", reset=True)
     t4 = stage(m, en, t3, "rs_tag4")
-    return r4, v4, t4, [v1, v2, v3, v4]
+
+    r5 = stage(m, en, saturate_fast(d4, bits), "rs_result", shape=signed(bits))
+    v5 = stage(m, en, v4, "rs_valid5", reset=True)
+    t5 = stage(m, en, t4, "rs_tag5")
+    return r5, v5, t5, [v1, v2, v3, v4, v5]
 
 
 class BeatAdapter(wiring.Component):
