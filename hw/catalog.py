@@ -80,6 +80,8 @@ CATALOG: dict[str, Entry] = {
     "rmsnorm_2048": Entry("speedllm.hw.rmsnorm", "RmsNormUnit", max_dim=2048),
     "rope_260k": Entry("speedllm.hw.rope", "RopeUnit", head_size=8, seq_len=512),
     "swiglu": Entry("speedllm.hw.swiglu", "SwiGluUnit"),
+    "act_to_x16_2048": Entry("speedllm.hw.x16_quantize", "ActToX16", max_n=2048),
+    "kv_row_writer_260k": Entry("speedllm.hw.kv_row_writer", "KvRowWriter", 4, 8),
 }
 
 
