@@ -171,7 +171,8 @@ class AcceleratorModel:
             return self._end(ErrorCode(self.fail_at[1]), int(self.fail_at[0]))
         key = (program_addr, image_base, words)
         if self._interp_key != key:
-            self._interp = Interpreter(words, np.zeros(0, np.uint8), self.config.scratchpad_bytes)
+            self._interp = Interpreter(words, np.zeros(0, np.uint8), self.config.scratchpad_bytes,
+                                       self.config.beat_bytes)
             self._interp_key = key
         interp = self._interp
         interp.image = self.memory[image_base - self.memory_base:]     # the DRAM, in place

@@ -189,6 +189,9 @@ class HardwareConfig:
     max_seq_len: int = 2048
     max_heads: int = 32
     scratchpad_bytes: int = 1 << 16
+    head_size: int = 8              # attention and RoPE are built for one head shape
+    n_heads: int = 8
+    n_kv_heads: int = 4
     isa_version: int = ISA_VERSION
     format_version: int = IMAGE_FORMAT_VERSION
     command_bytes: int = COMMAND_BYTES
@@ -220,8 +223,12 @@ class HardwareConfig:
             ("vocab_size", header["vocab_size"] <= self.max_rows),
             ("seq_len", header["seq_len"] <= self.max_seq_len),
             ("n_heads", header["n_heads"] <= self.max_heads),
+            ("n_heads", header["n_heads"] == self.n_heads),
+            ("n_kv_heads", header["n_kv_heads"] == self.n_kv_heads),
+            ("head_size", header["dim"] == self.head_size * header["n_heads"]),
             ("scratchpad_bytes", header["scratchpad_bytes"] <= self.scratchpad_bytes),
         ]
+        header = dict(header, head_size=header["dim"] // max(header["n_heads"], 1))
         return [f"program {name}={header[name]} does not fit the hardware "
                 f"({self.to_dict().get(name, self.to_dict().get('max_' + name))})"
                 for name, ok in checks if not ok]

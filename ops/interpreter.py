@@ -25,6 +25,7 @@ from . import dram_format as D
 from .isa import Epilogue, Flag, Opcode, decode_program
 
 SCRATCHPAD = "scratchpad"
+STORE_ALIGN = 8     # = speedllm.ops.memplan.DEFAULT_ALIGN: results are stored in whole beats
 DRAM = "dram"
 
 
@@ -39,9 +40,14 @@ class Interpreter:
         The DRAM image (copied; ``self.image`` is the interpreter's DRAM).
     scratchpad_bytes : int
         Size of the scratchpad model (``Program.scratchpad_bytes``).
+    store_align : int
+        Results are written zero-padded to a multiple of this (``Program.plan.align``:
+        one bus beat, as the hardware writes them).
     """
 
-    def __init__(self, words: bytes, image, scratchpad_bytes: int):
+    def __init__(self, words: bytes, image, scratchpad_bytes: int,
+                 store_align: int = STORE_ALIGN):
+        self.store_align = int(store_align)
         self.commands = decode_program(bytes(words))
         self._initial = np.array(image, dtype=np.uint8, copy=True)
         self.image = self._initial.copy()
@@ -50,7 +56,7 @@ class Interpreter:
 
     @classmethod
     def from_program(cls, program) -> "Interpreter":
-        return cls(program.words, program.image, program.scratchpad_bytes)
+        return cls(program.words, program.image, program.scratchpad_bytes, program.plan.align)
 
     def reset(self) -> None:
         """Back to the initial image (KV cache zero) and a zeroed scratchpad."""
@@ -79,9 +85,13 @@ class Interpreter:
         return D.read_x16(self._space(cmd)[1], addr, n)
 
     def _store(self, cmd, y, dram: bool = False) -> None:
-        """Write ACT result ``y`` to dst0, as X16 when the command says so."""
+        """Write ACT result ``y`` to dst0, as X16 when the command says so, zero-padded to a
+        multiple of ``store_align`` bytes (the memory plan's alignment, one bus beat) (the hardware writes whole 64-bit beats; the memory
+        plan sizes every tensor to a multiple of it, so the padding never reaches another
+        tensor)."""
         data = (D.x16_bytes(*F.quantize_act(y)) if cmd.flags & Flag.DST_X16
                 else D.act_bytes(y))
+        data += bytes(-len(data) % self.store_align)
         self._write(self._space(cmd, dram), cmd.dst0, data)
 
     def _table(self, addr: int, bits: int, per_unit: int = 1) -> np.ndarray:
