@@ -15,12 +15,12 @@ point. Each is an :class:`AcceleratorBackend`: the PYNQ driver
     interpreter behind the registers), so its tokens equal the ``golden`` backend's.
 ``rtl``
     The simulated device over the Verilator harness of the accelerator top
-    (:class:`speedllm.host.sim_device.HarnessBus`). Needs ``speedllm.hw.accel_top``; until
-    that exists it raises a one-line :class:`AcceleratorError`.
+    (:class:`speedllm.host.sim_device.HarnessBus`, :mod:`speedllm.host.rtl`), the DRAM
+    model set from a board profile (``board``, default pynq-z2). Same driver code.
 
 Options (``create_backend(name, checkpoint, **options)``): ``scheme``, ``fusion``
 (a ``FusionConfig``), ``reuse``, ``act_space``, ``timeout_s``, ``progress``
-(``progress(nbytes)`` during the weight upload); ``bitstream`` for ``board``;
+(``progress(nbytes)`` during the weight upload); ``bitstream`` for ``board``; ``board`` (DRAM profile) for ``rtl``;
 ``bus`` for ``pynq-sim`` (default a fresh ``AcceleratorModel``).
 """
 
@@ -72,10 +72,15 @@ class AcceleratorBackend:
         self.driver, self.program, self.args = driver, program, args
         self.timed, self.timeout_s = timed, timeout_s
         self.last_cycles: int | None = None
+        self.last_counters: dict | None = None
+        self.step_cycles: list[int] = []           # total_cycles of each step since reset()
+        self.cycles_by_command: dict[str, int] = {}   # summed per command class
+        self.rtl = None            # the RtlDevice of the rtl backend
         self._keep = keep          # objects that must live as long as the backend
 
     def reset(self) -> None:
         self.driver.reset_state()
+        self.step_cycles, self.cycles_by_command = [], {}
 
     def forward(self, token: int, pos: int) -> np.ndarray:
         if not 0 <= token < self.args.vocab_size:
@@ -85,7 +90,19 @@ class AcceleratorBackend:
             raise InputError(f"position {pos} outside the context (0..{self.args.seq_len - 1})")
         logits = self.driver.step(token, pos, timeout_s=self.timeout_s)
         self.last_cycles = self.driver.last_cycles if self.timed else None
+        self.last_counters = self.driver.counters() if self.timed else None
+        if self.last_counters is not None:
+            self.step_cycles.append(int(self.last_cycles))
+            for cls, c in self.last_counters.items():
+                if isinstance(c, dict) and c["cycles"]:
+                    self.cycles_by_command[cls] = self.cycles_by_command.get(cls, 0) + c["cycles"]
         return logits
+
+    def sim_cycles_per_s(self) -> float | None:
+        """Simulated clock cycles per wall second so far (rtl backend only)."""
+        if self.rtl is None or not self.rtl.bus.sim_seconds:
+            return None
+        return self.rtl.bus.sim_cycles / self.rtl.bus.sim_seconds
 
 
 def _compile(checkpoint: Checkpoint, scheme=None, fusion=None, reuse=True,
@@ -97,7 +114,7 @@ def _compile(checkpoint: Checkpoint, scheme=None, fusion=None, reuse=True,
 
 
 def _connect(overlay_path: Path, device, checkpoint, *, scheme, fusion, reuse, act_space,
-             progress, timeout_s, timed, keep):
+             progress, timeout_s, timed, keep, program=None, configs=None):
     pynq = _import_pynq()
     from .driver import SpeedLLMAccelerator
     from .hwh import ACCEL_INSTANCE
@@ -106,7 +123,10 @@ def _connect(overlay_path: Path, device, checkpoint, *, scheme, fusion, reuse, a
     if not isinstance(driver, SpeedLLMAccelerator):
         raise AcceleratorError(f"{overlay_path}: no speedllm accelerator "
                                f"({ACCEL_INSTANCE}) in the overlay's metadata")
-    program = _compile(checkpoint, scheme, fusion, reuse, act_space)
+    if program is None:
+        program = _compile(checkpoint, scheme, fusion, reuse, act_space)
+    if configs is not None:
+        driver.known_configs = list(configs)
     driver.load_program(program, progress=progress)
     driver.check_hardware(program)
     return AcceleratorBackend(driver, program, checkpoint.args, timed=timed,
@@ -130,13 +150,30 @@ def _sim_backend(checkpoint: Checkpoint, *, scheme=None, fusion=None, reuse=True
                     timed=getattr(bus, "timed", True), keep=(folder, device))
 
 
-def _rtl_backend(checkpoint: Checkpoint, **options: Any):
-    if importlib.util.find_spec("speedllm.hw.accel_top") is None:
-        raise AcceleratorError("the rtl backend needs the accelerator top "
-                               "(speedllm.hw.accel_top), which is not built yet; "
-                               "--backend pynq-sim runs the same driver on the golden model")
-    raise AcceleratorError("the rtl backend is not wired to the Verilator harness yet "
-                           "(speedllm.host.sim_device.HarnessBus over the accelerator top)")
+def _rtl_backend(checkpoint: Checkpoint, *, scheme=None, fusion=None, reuse=True,
+                 act_space="scratchpad", progress=None, timeout_s: float = 3600.0,
+                 board=None, **options: Any):
+    if options:
+        raise InputError(f"the rtl backend does not take {', '.join(options)}")
+    _import_pynq()
+    from speedllm.hw.accel_regs import describe
+    from .hwh import write_hwh
+    from .rtl import DEFAULT_BOARD, RtlDevice, hardware_config_for
+    from .sim_device import SimulatedDevice
+    program = _compile(checkpoint, scheme, fusion, reuse, act_space)
+    config = hardware_config_for(checkpoint.args, program.scratchpad_bytes)
+    # image + program, each in its own page-aligned allocation, and slack
+    dram_bytes = len(program.image) + len(program.words) + (1 << 20)
+    rtl = RtlDevice(config, dram_bytes=dram_bytes, board=board or DEFAULT_BOARD)
+    device = SimulatedDevice.activate(rtl.bus)
+    folder = tempfile.TemporaryDirectory(prefix="speedllm-hwh-")
+    hwh = write_hwh(Path(folder.name) / "speedllm_rtl.hwh", describe(config))
+    backend = _connect(hwh, device, checkpoint, scheme=scheme, fusion=fusion, reuse=reuse,
+                       act_space=act_space, progress=progress, timeout_s=timeout_s,
+                       timed=True, keep=(folder, device, rtl), program=program,
+                       configs=(config,))
+    backend.rtl = rtl
+    return backend
 
 
 def _board_backend(checkpoint: Checkpoint, *, bitstream=None, scheme=None, fusion=None,

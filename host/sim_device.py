@@ -257,20 +257,37 @@ class RecordingBus:
 class HarnessBus:
     """The accelerator top in the Verilator harness (:class:`speedllm.sim.harness.Harness`).
 
-    Register accesses are AXI-Lite transfers in the simulation; before each read the
-    simulation runs ``cycles_per_poll`` cycles so a polling driver lets the design work.
-    Memory is the harness's DRAM model (``dram_base``, ``dram``).
+    Register accesses are AXI-Lite transfers in the simulation. A read of the ``status``
+    register first lets the design run until ``status.done`` (at most ``cycles_per_poll``
+    cycles), so a polling driver sees a step finish without spinning through Python.
+    Memory is the harness's DRAM model (``dram_base``, ``dram``). ``sim_seconds`` and
+    ``sim_cycles`` add up the wall time and cycles spent running the design.
     """
 
     def __init__(self, harness, ctrl_base: int = HwhLayout().ctrl_base,
-                 cycles_per_poll: int = 4096):
+                 cycles_per_poll: int = 1 << 20):
+        from speedllm.hw.accel_regs import ACCEL_REGMAP
         self.harness, self.ctrl_base, self.cycles_per_poll = harness, ctrl_base, cycles_per_poll
         self.memory_base = int(harness.dram_base)
         self.memory_bytes = int(harness.dram.size)
+        self._status = ACCEL_REGMAP.offsets()["status"]
+        self._done = _driver.field_bits("status", "done")[1]
+        self.sim_seconds = 0.0
+        self.sim_cycles = 0
 
     def read_word(self, addr: int) -> int:
-        self.harness.run(self.cycles_per_poll)
-        return int(self.harness.read_reg(addr - self.ctrl_base))
+        off = addr - self.ctrl_base
+        if off == self._status:
+            import time
+            from speedllm.errors import AcceleratorError
+            t0, c0 = time.perf_counter(), self.harness.cycles
+            try:
+                self.harness.run_until(off, self._done, self._done, self.cycles_per_poll)
+            except AcceleratorError:
+                pass                      # not done yet: the driver polls again
+            self.sim_seconds += time.perf_counter() - t0
+            self.sim_cycles += self.harness.cycles - c0
+        return int(self.harness.read_reg(off))
 
     def write_word(self, addr: int, value: int) -> None:
         self.harness.write_reg(addr - self.ctrl_base, value)

@@ -3,7 +3,9 @@
 The story is streamed to stdout exactly as run.c writes it (flushed per token, then a
 newline); "achieved tok/s: X" goes to stderr. With --json, one JSON object is printed
 instead: text, token_ids, prompt_token_ids, stopped_on_bos, tok_per_s, backend, steps,
-seed. Defaults are run.c's: -t 1.0, -p 0.9, -n 256 (at most the context length), the
+seed; the accelerator backends add cycles_per_token (mean over the positions run, from the
+RTL's cycle counter), cycles_by_command (per command class), projected_tok_per_s (at the
+board's clock) and, on rtl, sim_cycles_per_s (simulated cycles per wall second). Defaults are run.c's: -t 1.0, -p 0.9, -n 256 (at most the context length), the
 seed from the clock. Unlike run.c, out-of-range options are errors, not silently clamped.
 """
 
@@ -12,7 +14,8 @@ from __future__ import annotations
 import json
 import sys
 
-import speedllm.host.backends  # noqa: F401  (registers rtl, board, pynq-sim; pynq stays lazy)
+from speedllm.errors import InputError
+from speedllm.host.backends import BOARD_BACKENDS  # registers rtl, board, pynq-sim (pynq stays lazy)
 from speedllm.golden.checkpoint import load_checkpoint, load_tokenizer
 from speedllm.golden.generate import (Generation, backend_names, check_generation_options,
                                       create_backend)
@@ -45,6 +48,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scheme", default=None, metavar="NAME",
                         help="integer scheme of the golden backend (e.g. g32-kv16; "
                              "default: the integer model's default)")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="accelerator backends: run the unfused program (one command per "
+                             "op; the attention pass stays one command)")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="accelerator backends: give every tensor its own scratchpad "
+                             "buffer (no liveness reuse)")
+    parser.add_argument("--board", default=None, metavar="BOARD",
+                        help="rtl backend: board profile of the DRAM model and the clock "
+                             "for projected tok/s (default: pynq-z2)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of streaming the text")
 
@@ -71,6 +83,19 @@ def run(args) -> int:
     options = {} if args.scheme is None else {"scheme": args.scheme}
     if args.bitstream is not None:
         options["bitstream"] = args.bitstream
+    accel = args.backend in BOARD_BACKENDS
+    if (args.no_fuse or args.no_reuse or args.board) and not accel:
+        raise InputError("--no-fuse, --no-reuse and --board apply to the accelerator "
+                         f"backends ({', '.join(BOARD_BACKENDS)}), not {args.backend}")
+    if args.no_fuse:
+        from speedllm.ops.fusion import FusionConfig
+        options["fusion"] = FusionConfig.only("attention_pass")
+    if args.no_reuse:
+        options["reuse"] = False
+    if args.board is not None:
+        if args.backend != "rtl":
+            raise InputError("--board applies to --backend rtl")
+        options["board"] = args.board
     backend = create_backend(args.backend, checkpoint, **options)
     generation = Generation(backend, tokenizer, sampler, args.prompt, steps)
 
@@ -86,6 +111,7 @@ def run(args) -> int:
             "steps": steps,
             "seed": sampler.seed,
         }
+        result.update(_accelerator_figures(backend, args))
         print(json.dumps(result))
         return 0
 
@@ -95,4 +121,34 @@ def run(args) -> int:
     _write(sys.stdout, b"\n")
     if generation.tok_per_s is not None:
         print(f"achieved tok/s: {generation.tok_per_s:f}", file=sys.stderr)
+    figures = _accelerator_figures(backend, args)
+    if figures.get("cycles_per_token"):
+        print(f"accelerator: {figures['cycles_per_token']:.0f} cycles/token (measured, "
+              f"RTL counters); projected {figures['projected_tok_per_s']:.1f} tok/s at "
+              f"{figures['clock_mhz']:g} MHz ({figures['board']}, estimated)", file=sys.stderr)
     return 0
+
+
+def _accelerator_figures(backend, args) -> dict:
+    """cycles_per_token, cycles_by_command, sim_cycles_per_s, projected tok/s of the
+    accelerator backends (empty for the others)."""
+    cycles = getattr(backend, "step_cycles", None)
+    if not cycles:
+        return {}
+    from speedllm.ops.boards import get_board
+    from speedllm.host.rtl import DEFAULT_BOARD
+    board = get_board(args.board or DEFAULT_BOARD)
+    per_token = sum(cycles) / len(cycles)
+    program = backend.program
+    out = {"cycles_per_token": per_token,
+           "cycles_by_command": dict(sorted(backend.cycles_by_command.items())),
+           "board": board.name, "clock_mhz": board.fabric_mhz,
+           "projected_tok_per_s": board.fabric_mhz * 1e6 / per_token,
+           "fusion": program.fusion.name, "reuse": program.reuse,
+           "scratchpad_bytes": program.scratchpad_bytes,
+           "measured": ["cycles_per_token", "cycles_by_command", "sim_cycles_per_s"],
+           "estimated": ["projected_tok_per_s"]}
+    rate = backend.sim_cycles_per_s() if hasattr(backend, "sim_cycles_per_s") else None
+    if rate is not None:
+        out["sim_cycles_per_s"] = rate
+    return out

@@ -1,5 +1,5 @@
 """``speedllm.load(...).generate(...)``: golden tokens equal the CLI's, the pynq driver on
-the simulated device streams the golden tokens, board/rtl errors are one line. ~15 s."""
+the simulated device streams the golden tokens, board/rtl option errors are one line. ~15 s."""
 
 from __future__ import annotations
 
@@ -86,10 +86,10 @@ def test_board_backend_without_pynq(model_path, monkeypatch):
     assert "needs the pynq package" in one_line_error(e)
 
 
-def test_rtl_backend_not_ready_is_a_clear_error(model_path):
+def test_rtl_backend_bad_option_is_a_clear_error(model_path):
     with pytest.raises(SpeedLLMError) as e:
-        create_backend("rtl", load_checkpoint(model_path))
-    assert "rtl backend" in one_line_error(e)
+        create_backend("rtl", load_checkpoint(model_path), bitstream="x.bit")
+    assert "rtl backend does not take bitstream" in one_line_error(e)
 
 
 def test_bad_options_fail_at_the_call(model_path, tok512_path):
