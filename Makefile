@@ -35,7 +35,7 @@ setup: $(VENV)/.stamp
 # its speed, then the integer model's measured accuracy against the float reference.
 demo: setup
 	$(VENV)/bin/speedllm generate $(MODELS)/stories260K.bin --tokenizer $(MODELS)/tok512.bin \
-		--prompt "Once upon a time" -n 64 -t 0 --backend golden
+		--prompt "Once upon a time" -n 64 -t 0 --backend rtl
 	$(VENV)/bin/speedllm eval $(MODELS)/stories260K.bin --tokenizer $(MODELS)/tok512.bin \
 		--reference $(MODELS)/reference_outputs.json --backend golden
 

@@ -11,8 +11,9 @@ Registers are properties generated from :data:`speedllm.hw.accel_regs.ACCEL_REGM
     acc.check_hardware(program)      # HW_ID / CONFIG_HASH against the program
     logits = acc.step(token, pos)    # float32 [vocab_size]
 
-Per token the driver writes ``token``, ``position`` and ``control.start``, polls
-``status`` until ``done`` or ``error`` (or the timeout), clears ``done``, reads
+Per token the driver clears a stale ``status.done``, writes ``token``, ``position`` and
+``control.start``, polls ``status`` until ``done`` or ``error`` (or the timeout), clears
+``done``, reads
 ``total_cycles`` and invalidates only the logits region of the image buffer. Errors are
 :class:`speedllm.errors.AcceleratorError` naming the error code and the failing command.
 """
@@ -200,6 +201,7 @@ class SpeedLLMAccelerator(pynq.DefaultIP):
         done = field_bits("status", "done")[1]
         error = field_bits("status", "error")[1]
         code_shift, code_mask = field_bits("status", "error_code")
+        self.status = done                      # w1c: a done left by an earlier run
         self.token = token
         self.position = pos
         self.control = field_bits("control", "start")[1]

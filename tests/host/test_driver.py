@@ -101,6 +101,7 @@ def test_one_token_exact_transactions(tmp_path, program):
 
     r = REGISTER_OFFSETS
     assert bus.transactions == [
+        ("write", base + r["status"], done),            # a stale done cannot end this step
         ("write", base + r["token"], 403),
         ("write", base + r["position"], 1),
         ("write", base + r["control"], bit("control", "start")),
