@@ -38,7 +38,7 @@ on-chip buffer per tensor (same cycles, more scratchpad).
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from speedllm.errors import AcceleratorError, InputError
@@ -198,8 +198,11 @@ def _compile_for_rtl(args: ModelArgs, origin: str, variant: Variant, memory: str
     from .compiler import compile_model
     ckpt = (load_checkpoint(origin.split(" ", 1)[1]) if origin.startswith("checkpoint ")
             else synth_checkpoint(args))
-    return compile_model(ckpt, fusion=variant.fusion, reuse=variant.reuse,
-                         act_space="dram" if memory == "dram" else "scratchpad", board=board)
+    # The RTL runs attention as one streaming pass (no unit for the split commands) and
+    # has a 64-bit bus: "fusion off" keeps the attention pass, the image uses 8-byte beats.
+    fusion = replace(variant.fusion, attention_pass=True)
+    return compile_model(ckpt, fusion=fusion, reuse=variant.reuse,
+                         act_space="dram" if memory == "dram" else "scratchpad", beat_bytes=8)
 
 
 def bench(shape: str | ModelArgs, board: str | BoardProfile, *, source: str = "model",
@@ -237,8 +240,10 @@ def bench(shape: str | ModelArgs, board: str | BoardProfile, *, source: str = "m
         prog = _compile_for_rtl(args, origin, variant, memory, board)
         figs = measure_cycles(prog, board, "rtl", config=cfg, pos=pos)
         scratchpad = prog.scratchpad_bytes
+        fusion_name = prog.fusion.name
     else:
         figs = measure_cycles(graph, board, "model", config=cfg)
+        fusion_name = variant.fusion.name
         scratchpad = 0 if memory == "dram" else plan_memory(
             graph, reuse=variant.reuse).scratchpad_bytes
     tok_s = fmax * 1e6 / figs.cycles_per_token
@@ -260,7 +265,7 @@ def bench(shape: str | ModelArgs, board: str | BoardProfile, *, source: str = "m
                                                 "n_kv_heads", "vocab_size", "seq_len")},
         "board": board.name, "source": figs.source, "variant": variant.name,
         "config": {"lanes": lanes, "attention_lanes": attention_lanes, "pos": pos,
-                   "stream": variant.stream, "fusion": variant.fusion.name,
+                   "stream": variant.stream, "fusion": fusion_name,
                    "reuse": variant.reuse, "memory": memory},
         "cycles_per_token": figs.cycles_per_token,
         "cycles_by_class": figs.cycles_by_class,
