@@ -23,11 +23,18 @@ How the build works
    the C++ glue between those Verilator port members and the generic harness in
    ``sim/harness/`` (DRAM model, AXI-Lite master, main loop, ``extern "C"`` API).
    Nothing in the C++ names a port.
-3. ``verilator --cc --exe -O3 --x-assign fast --x-initial fast`` then ``make`` (``-O2``
+3. :func:`input_register_wrapper` writes a module ``harness_top`` with the top's ports that
+   registers every input but the clock; it is Verilator's top. The C++ drives a cycle's
+   inputs before the rising edge, so the DUT sees the same values in the same cycles, but
+   its logic is evaluated once a cycle instead of at every ``eval()`` (about 2x faster on
+   the accelerator top; docs/harness.md, "Speed of the accelerator top").
+4. ``verilator --cc --exe -O3 --x-assign fast --x-initial fast`` then ``make`` (``-O2``
    for the per-cycle code, ``-march=native -fPIC``, linked ``-shared``) build a library in
    ``sim_build/harness-<hash>/``; the hash covers the Verilog, the generated header, the
    C++ sources, the options and the CPU, and a file lock makes parallel pytest workers
    share one build. Top-independent objects are reused from ``harness-runtime-<hash>/``.
+   ``$SPEEDLLM_HARNESS_EXTRA`` adds Verilator options (e.g. ``--prof-cfuncs`` to profile
+   with ``perf``); they are part of the cache key.
 
 DUT inputs that are neither clock, reset nor an AXI field stay 0. The DRAM parameters
 (size, bandwidth, latency, outstanding bursts, error ranges, hang) are run-time settings:
@@ -48,11 +55,11 @@ import numpy as np
 
 from speedllm.errors import AcceleratorError
 
-from .harness_ports import PortDescription, describe_ports, render_ports_header
+from .harness_ports import PortDescription, verilog_ports, describe_ports, render_ports_header
 from .runner import VERILATOR_MAKE_FIXES, BuildLock, build_root, strip_src_attributes, verilator_bin_dir, verilog_of
 
 __all__ = ["Harness", "PortDescription", "describe_ports", "render_ports_header",
-           "build_harness", "RESP_NAMES"]
+           "build_harness", "build_flags", "input_register_wrapper", "RESP_NAMES"]
 
 SOURCE_DIR = Path(__file__).resolve().parent / "harness"
 SOURCES = ("harness.cpp", "dram_model.cpp")
@@ -71,6 +78,22 @@ def _verilator() -> str:
 # compile faster at -O1. -march=native gave 10-25 % more cycles/s here: builds are per
 # machine (its CPU is in the cache key).
 _MAKE_OPT = ["OPT_FAST=-O2", "OPT_GLOBAL=-O1", "OPT_SLOW=-O1", *VERILATOR_MAKE_FIXES]
+
+
+def _verilator_options(trace: bool) -> list[str]:
+    options = ["--cc", "--exe", "-O3", "-Wno-fatal", "--x-assign", "fast",
+               "--x-initial", "fast", "--prefix", "Vtop",
+               "-CFLAGS", f"-march=native -fPIC -I{SOURCE_DIR}",
+               "-LDFLAGS", "-shared -Wl,-Bsymbolic"]
+    if trace:
+        options += ["--trace", "-CFLAGS", "-DHARNESS_TRACE"]
+    return options + os.environ.get("SPEEDLLM_HARNESS_EXTRA", "").split()
+
+
+def build_flags(trace: bool = False) -> dict:
+    """The flags a harness build uses (for benchmark reports)."""
+    return {"verilator": _verilator_options(trace), "make": list(_MAKE_OPT),
+            "inputs": f"registered by the {WRAPPER} wrapper"}
 
 
 def _cpu_model() -> str:
@@ -94,6 +117,42 @@ def _run_logged(cmd, cwd, log: Path):
         raise RuntimeError(f"harness build step {Path(cmd[0]).name} failed; log {log}:\n{tail}")
 
 
+WRAPPER = "harness_top"
+LOAD_PORT = "harness_load"
+
+
+def input_register_wrapper(verilog: str, toplevel: str, clock: str = "clk") -> str:
+    """Verilog of a module :data:`WRAPPER` with the ports of ``toplevel`` (plus an input
+    :data:`LOAD_PORT`) that registers every input but the clock before the DUT sees it.
+
+    The harness drives a cycle's inputs *before* the rising edge that starts the cycle
+    (``step()`` in ``harness/harness.cpp``), so the DUT sees each input value in the same
+    cycle as it would unregistered. What this buys: Verilator re-evaluates all logic that depends
+    on a top-level input at every ``eval()`` (its ``ico`` region, twice a cycle), and in an
+    Amaranth design the synchronous reset and the AXI inputs reach nearly every flop's
+    next-state logic. With registered inputs that logic is evaluated once a cycle, after
+    the edge. A rising edge of :data:`LOAD_PORT` loads the registers without a clock edge
+    of the DUT, for inputs that must change between cycles (reset, an AXI-Lite transfer
+    started from Python).
+    """
+    ports = verilog_ports(verilog, toplevel)
+    decl, regs, conns = [f"input {LOAD_PORT}"], [], []
+    for name, (direction, width) in ports.items():
+        rng = f"[{width - 1}:0] " if width > 1 else ""
+        decl.append(f"{direction} {rng}{name}")
+        if direction == "input" and name != clock:
+            regs.append(f"  reg {rng}hq__{name} = 0;\n"
+                        f"  always @(posedge {clock} or posedge {LOAD_PORT}) "
+                        f"hq__{name} <= {name};")
+            conns.append(f"    .{name}(hq__{name})")
+        else:
+            conns.append(f"    .{name}({name})")
+    return "\n".join([
+        f"// Generated by speedllm.sim.harness: {toplevel}'s inputs, registered.",
+        f"module {WRAPPER}(", ",\n".join(f"  {d}" for d in decl), ");", *regs,
+        f"  {toplevel} dut (", ",\n".join(conns), "  );", "endmodule", ""])
+
+
 def _runtime_key(options) -> str:
     """What the top-independent objects (verilated.o, ..., dram_model.o) depend on."""
     version = (Path(verilator_bin_dir()).parent / "include" / "verilated_config.h").read_text()
@@ -115,15 +174,11 @@ def build_harness(verilog: str, toplevel: str, *, clock="clk", reset="rst", trac
     verilog = strip_src_attributes(verilog)
     desc = describe_ports(verilog, toplevel, clock, reset)
     header = render_ports_header(desc)
-    options = ["--cc", "--exe", "-O3", "-Wno-fatal", "--x-assign", "fast",
-               "--x-initial", "fast", "--prefix", "Vtop",
-               "-CFLAGS", f"-march=native -fPIC -I{SOURCE_DIR}",
-               "-LDFLAGS", "-shared -Wl,-Bsymbolic"]
-    if trace:
-        options += ["--trace", "-CFLAGS", "-DHARNESS_TRACE"]
+    wrapper = input_register_wrapper(verilog, toplevel, clock)
+    options = _verilator_options(trace)
     digest = hashlib.sha256()
-    for part in [verilog, toplevel, header, " ".join(options + _MAKE_OPT), _cpu_model()] + \
-            [(SOURCE_DIR / f).read_text() for f in SOURCES + HEADERS]:
+    for part in [verilog, wrapper, toplevel, header, " ".join(options + _MAKE_OPT),
+                 _cpu_model()] + [(SOURCE_DIR / f).read_text() for f in SOURCES + HEADERS]:
         digest.update(part.encode())
         digest.update(b"\0")
     build_dir = build_root() / f"harness-{digest.hexdigest()[:16]}"
@@ -138,12 +193,14 @@ def build_harness(verilog: str, toplevel: str, *, clock="clk", reset="rst", trac
             shutil.rmtree(build_dir)
         build_dir.mkdir(parents=True)
         (build_dir / f"{toplevel}.v").write_text(verilog)
+        (build_dir / f"{WRAPPER}.v").write_text(wrapper)
         (build_dir / "harness_ports.h").write_text(header)
         obj = build_dir / "obj"
         obj.mkdir(exist_ok=True)
-        cmd = [_verilator(), *options, "--top-module", toplevel, "-Mdir", str(obj),
+        cmd = [_verilator(), *options, "--top-module", WRAPPER, "-Mdir", str(obj),
                "-CFLAGS", f"-I{build_dir}", "-o", str(library.with_suffix(".tmp")),
-               str(build_dir / f"{toplevel}.v"), *[str(SOURCE_DIR / f) for f in SOURCES]]
+               str(build_dir / f"{toplevel}.v"), str(build_dir / f"{WRAPPER}.v"),
+               *[str(SOURCE_DIR / f) for f in SOURCES]]
         make = ["make", "-C", str(obj), "-f", "Vtop.mk", "-j", str(jobs), *_MAKE_OPT]
         log = build_dir / "build.log"
         _run_logged(cmd, build_dir, log)

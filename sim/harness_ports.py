@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["AxiGroup", "PortDescription", "describe_ports", "render_ports_header"]
+__all__ = ["AxiGroup", "PortDescription", "describe_ports", "render_ports_header",
+           "verilog_ports"]
 
 # AXI fields the harness reads (DUT outputs) / drives (DUT inputs), per role.
 _MASTER_READ = {"out": ["araddr", "arid", "arlen", "arsize", "arburst", "arvalid", "rready"],
@@ -63,7 +64,7 @@ class PortDescription:
     control: AxiGroup | None
 
 
-def _verilog_ports(verilog: str, toplevel: str) -> dict:
+def verilog_ports(verilog: str, toplevel: str) -> dict:
     """{name: (direction, width)} of module ``toplevel``."""
     m = re.search(rf"^module\s+\\?{re.escape(toplevel)}\s*\(", verilog, re.M)
     if not m:
@@ -75,7 +76,7 @@ def _verilog_ports(verilog: str, toplevel: str) -> dict:
 
 def describe_ports(verilog: str, toplevel: str, clock="clk", reset="rst") -> PortDescription:
     """Find the clock, reset, AXI4 master ports and the AXI4-Lite control port of a top."""
-    ports = _verilog_ports(verilog, toplevel)
+    ports = verilog_ports(verilog, toplevel)
     for name in (clock, reset):
         if ports.get(name, ("", 0))[0] != "input":
             raise ValueError(f"top {toplevel!r} has no input {name!r}")

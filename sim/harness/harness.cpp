@@ -6,9 +6,14 @@
 // file is the same for every design. Every call runs many cycles in C++; Python never
 // runs per cycle.
 //
+// The Verilated top is the wrapper sim/harness.py writes around the DUT: it registers
+// every DUT input on the rising clock edge, so the DUT's logic is evaluated once a cycle
+// (after the edge) rather than at every eval() (see input_register_wrapper in harness.py).
 // A cycle (step()): sample the DUT's outputs with the clock low, let the DRAM model and
-// the AXI-Lite master see this cycle's handshakes and decide their next outputs, raise the
-// clock (the DUT registers the handshakes), drive the new inputs, lower the clock.
+// the AXI-Lite master see this cycle's handshakes and decide their next outputs, drive
+// those onto the wrapper's inputs, raise the clock (the DUT registers the handshakes and
+// the wrapper passes the new inputs on), lower the clock. Inputs changed between cycles
+// (reset, the start of an AXI-Lite transfer) are passed on at once by load_inputs().
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -70,33 +75,42 @@ struct Harness {
         ports::capture_wdata(top.get(), dram, outs, wbeats);
         dram.update(cycle, outs, wbeats);
         lite.update(lite_out);
+        ports::drive_masters(top.get(), dram);    // registered by the wrapper at the edge
+        ports::drive_lite(top.get(), lite.in());
         ports::set_clock(top.get(), 1);
         top->eval();
         dump();
-        ports::drive_masters(top.get(), dram);
-        ports::drive_lite(top.get(), lite.in());
         ports::set_clock(top.get(), 0);
         top->eval();
         dump();
         ++cycle;
     }
 
+    // Pass the wrapper's inputs on to the DUT now, without a clock edge.
+    void load_inputs() {
+        top->harness_load = 1;
+        top->eval();
+        top->harness_load = 0;
+        top->eval();
+    }
+
     void reset(uint32_t cycles) {
         lite.abandon();
         ports::set_reset(top.get(), 1);
+        load_inputs();
         for (uint32_t i = 0; i < std::max<uint32_t>(cycles, 1); ++i) step();
         ports::set_reset(top.get(), 0);
         dram.reset_ports();
         ports::drive_masters(top.get(), dram);
         ports::drive_lite(top.get(), lite.in());
-        top->eval();
+        load_inputs();
     }
 
     // Put what the AXI-Lite master drives onto the DUT now (after it started a transfer
     // between cycles), so this cycle's handshakes see it.
     void drive_lite_now() {
         ports::drive_lite(top.get(), lite.in());
-        top->eval();
+        load_inputs();
     }
 
     // Run one AXI-Lite transfer just started; 0..3 = its response, or a negative code.
