@@ -20,7 +20,7 @@ import time
 
 from speedllm.errors import InputError
 
-__all__ = ["hardware_config_for", "RtlDevice", "DEFAULT_BOARD"]
+__all__ = ["hardware_config_for", "dram_model", "top_harness", "RtlDevice", "DEFAULT_BOARD"]
 
 #: The board profile whose DRAM the rtl backend models unless told otherwise.
 DEFAULT_BOARD = "pynq-z2"
@@ -47,6 +47,27 @@ def hardware_config_for(args, scratchpad_bytes: int = 0):
         head_size=args.dim // args.n_heads, n_heads=args.n_heads, n_kv_heads=args.n_kv_heads)
 
 
+def dram_model(board) -> tuple[float, int]:
+    """``(bytes per cycle, read latency in cycles)`` of a board profile at its fabric clock:
+    the harness's DRAM model for that board."""
+    f_hz = board.fabric_mhz * 1e6
+    return (board.dram_attainable_bytes_per_s / f_hz,
+            max(1, round(board.dram_read_latency_ns * 1e-9 * f_hz)))
+
+
+def top_harness(config, board, *, dram_bytes: int, max_outstanding: int = 8):
+    """The Verilator harness of the accelerator top built for ``config``, its DRAM model set
+    from ``board`` (a :class:`~speedllm.ops.boards.BoardProfile`), memory at
+    :data:`DRAM_BASE`."""
+    from speedllm.hw.accel_top import AcceleratorTop
+    from speedllm.sim.harness import Harness
+    bytes_per_cycle, latency = dram_model(board)
+    return Harness(AcceleratorTop(config), "accel_top", dram_base=DRAM_BASE,
+                   dram_bytes=_round_up_pow2(dram_bytes, 1 << 20),
+                   bandwidth_bytes_per_cycle=bytes_per_cycle, latency=latency,
+                   max_outstanding=max_outstanding)
+
+
 class RtlDevice:
     """The accelerator top in the Verilator harness, with a board's DRAM model.
 
@@ -65,23 +86,16 @@ class RtlDevice:
 
     def __init__(self, config, *, dram_bytes: int, board: str = DEFAULT_BOARD,
                  progress: bool = True):
-        from speedllm.hw.accel_top import AcceleratorTop
         from speedllm.ops.boards import get_board
-        from speedllm.sim.harness import Harness
         from .sim_device import HarnessBus
         profile = get_board(board)
-        f_hz = profile.fabric_mhz * 1e6
         self.board = profile.name
-        self.bytes_per_cycle = profile.dram_attainable_bytes_per_s / f_hz
-        self.latency = max(1, round(profile.dram_read_latency_ns * 1e-9 * f_hz))
+        self.bytes_per_cycle, self.latency = dram_model(profile)
         if progress:
-            print(f"speedllm: building/loading the Verilator model of the accelerator "
-                  f"(a first build takes a few minutes)...", file=sys.stderr, flush=True)
+            print("speedllm: building/loading the Verilator model of the accelerator "
+                  "(a first build takes a few minutes)...", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        self.harness = Harness(AcceleratorTop(config), "accel_top", dram_base=DRAM_BASE,
-                               dram_bytes=_round_up_pow2(dram_bytes, 1 << 20),
-                               bandwidth_bytes_per_cycle=self.bytes_per_cycle,
-                               latency=self.latency, max_outstanding=8)
+        self.harness = top_harness(config, profile, dram_bytes=dram_bytes)
         self.build_s = time.monotonic() - t0
         self.bus = HarnessBus(self.harness)
         self.config = config

@@ -26,16 +26,11 @@ _HARNESSES: dict = {}
 
 
 def _harness(config, board, dram_bytes: int, outstanding: int):
-    from speedllm.hw.accel_top import AcceleratorTop
-    from speedllm.sim.harness import Harness
-    f_hz = board.fabric_mhz * 1e6
+    from .rtl import top_harness
     key = (config, board.name, dram_bytes, outstanding)
     if key not in _HARNESSES:
-        _HARNESSES[key] = Harness(
-            AcceleratorTop(config), "accel_top", dram_base=0x1000_0000, dram_bytes=dram_bytes,
-            bandwidth_bytes_per_cycle=board.dram_attainable_bytes_per_s / f_hz,
-            latency=max(1, round(board.dram_read_latency_ns * 1e-9 * f_hz)),
-            max_outstanding=outstanding)
+        _HARNESSES[key] = top_harness(config, board, dram_bytes=dram_bytes,
+                                      max_outstanding=outstanding)
     return _HARNESSES[key]
 
 
@@ -46,10 +41,10 @@ def measure(program, board, *, steps: int = 1, pos: int = 0, stream: bool = True
     from speedllm.errors import AcceleratorError
     from speedllm.ops.boards import get_board
     from speedllm.sim.top_check import TopRunner
-    from .rtl import _round_up_pow2, hardware_config_for
+    from .rtl import _round_up_pow2, dram_model, hardware_config_for
     board = get_board(board)
     args = program.args
-    if not 0 <= pos and pos + steps <= args.seq_len:
+    if not (0 <= pos and pos + steps <= args.seq_len):
         raise ValueError(f"positions {pos}..{pos + steps - 1} outside the context")
     config = hardware_config_for(args, program.scratchpad_bytes)
     dram_bytes = _round_up_pow2(len(program.image) + len(program.words) + (1 << 16), 1 << 20)
@@ -72,10 +67,9 @@ def measure(program, board, *, steps: int = 1, pos: int = 0, stream: bool = True
             if c:
                 by_class[cls] = by_class.get(cls, 0) + c
         moved += h.read_reg("bytes_read") + h.read_reg("bytes_written")
+    bytes_per_cycle, latency = dram_model(board)
     notes = [f"measured on the RTL (Verilator harness), DRAM model of {board.name}: "
-             f"{board.dram_attainable_bytes_per_s / (board.fabric_mhz * 1e6):.2f} B/cycle, "
-             f"latency {max(1, round(board.dram_read_latency_ns * board.fabric_mhz / 1e3))}"
-             f" cycles"]
+             f"{bytes_per_cycle:.2f} B/cycle, latency {latency} cycles"]
     if not stream:
         notes.append("stream overlap off: one burst in flight per AXI port (the DRAM "
                      "latency of every burst is paid in full)")
