@@ -25,10 +25,11 @@ from speedllm.golden import formats, intops
 from speedllm.hw import attention_math as am
 from speedllm.hw.attention_divider import SequentialDivider
 from speedllm.hw.stream import StreamFifo
+from speedllm.hw.tables import pipelined_product
 
 __all__ = ["AttentionCore", "kv_row_geometry"]
 
-OUT_FIFO_DEPTH = 8                   # output values buffered against o backpressure
+OUT_FIFO_DEPTH = 16                  # output values buffered against o backpressure
 
 
 def _check_int(name, value, minimum=1):
@@ -90,9 +91,12 @@ class AttentionCore(wiring.Component):
     q intake: one value per cycle. Each pass: one cycle per (``lanes``-element chunk,
     sharing query head), i.e. ``n_heads * head_size / lanes`` cycles per row (a beat is held
     ``elements_per_beat / lanes * kv_mul`` cycles), plus one cycle per exponent beat, plus a
-    drain of ~8 (pass 1) / ~10 (pass 2) cycles. Output: per head ``dividend_bits + 5``
-    cycles for the reciprocal, then 3 cycles per value (+2 per lane chunk). ``kv`` gaps stall
-    the passes, ``o`` backpressure stalls the output stage; nothing is ever dropped.
+    drain of ~9 (pass 1) / ~14 (pass 2) cycles. Output: per head ``dividend_bits + 5``
+    cycles for the reciprocal; its values then go out one per cycle, each written into the
+    output FIFO 9 cycles after it is issued (accumulator read, lane, shift, round, four
+    stages of ``acc_r * recip`` partial products and sums, rounded result). ``kv`` gaps
+    stall the passes, ``o`` backpressure stalls the output stage (issue waits for a free
+    FIFO entry); nothing is ever dropped.
     """
 
     def __init__(self, *, head_size: int, n_heads: int, n_kv_heads: int, max_seq_len: int,
@@ -197,6 +201,7 @@ class AttentionCore(wiring.Component):
         q_fold = Signal(31)
         q_hold = [Signal(signed(32), name=f"q_hold_{i}") for i in range(L)]
         q_done = Signal()
+        fold_valid, fold_word, fold_head = Signal(), Signal(31), Signal(range(H))
         fold_now = Mux(q_elem == 0, 0, q_fold) | (qs3 ^ (qs3 >> 31))[:31]
         m.d.comb += [q_wr.addr.eq(q_word), q_wr.en.eq(qv3 & (q_lane == L - 1))]
         m.d.comb += [q_wr.data[i].eq(q_hold[i]) for i in range(L - 1)]
@@ -211,8 +216,13 @@ class AttentionCore(wiring.Component):
             with m.If(q_lane == L - 1):
                 m.d.sync += q_word.eq(q_word + 1)
             with m.If(q_elem == HS - 1):
-                bl = am.bit_length(fold_now)
-                m.d.sync += [eqs[q_head].eq(Mux(bl > 15, bl - 15, 0)), q_head.eq(q_head + 1)]
+                m.d.sync += [fold_word.eq(fold_now), fold_head.eq(q_head),
+                             q_head.eq(q_head + 1)]
+        # the head's exponent one cycle after its fold is complete (pass 1 reads it much later)
+        m.d.sync += fold_valid.eq(qv3 & (q_elem == HS - 1))
+        with m.If(fold_valid):
+            bl = am.bit_length(fold_word)
+            m.d.sync += eqs[fold_head].eq(Mux(bl > 15, bl - 15, 0))
 
         # ---- item issue: one item = (lane chunk of a row, sharing query head) ------------
         beat = Signal(self._beat_bits)
@@ -272,18 +282,28 @@ class AttentionCore(wiring.Component):
         m.d.sync += [v1.eq(issue & ~phase2), k1.eq(chunk),
                      c1.j.eq(j), c1.first.eq(cc == 0), c1.last.eq(cc == CPH - 1), c1.h.eq(h0),
                      c1.t.eq(t), c1.ek.eq(row_exp[g]), c1.qe.eq(eqs[h0])]
+        # q16 = sat16(round_shift(qs, qe)): the shift by qe - 1 here, then (+1) >> 1
+        v1b, c1b, k1b = Signal(), Signal(ctl_layout, name="p1_ctl1b"), Signal(L * kvb)
+        q_round1b = Signal()
+        q_shift1b = [Signal(signed(32), name=f"q_shift1b_{i}") for i in range(L)]
+        qe_minus_one = (c1.qe - 1)[:len(c1.qe)]       # wraps at 0; unused there
+        m.d.sync += [v1b.eq(v1), c1b.eq(c1), k1b.eq(k1), q_round1b.eq(c1.qe != 0)]
+        m.d.sync += [q_shift1b[i].eq(Mux(c1.qe == 0, q_rd.data[i],
+                                         q_rd.data[i] >> qe_minus_one)) for i in range(L)]
         qa2 = [Signal(signed(16), name=f"qa2_{i}") for i in range(L)]
         kb2 = [Signal(signed(kvb), name=f"kb2_{i}") for i in range(L)]
-        m.d.sync += [v2.eq(v1), c2.eq(c1)]
+        m.d.sync += [v2.eq(v1b), c2.eq(c1b)]
         for i in range(L):                            # registered multiplier inputs
-            m.d.sync += [qa2[i].eq(am.saturate(am.round_shift_var(q_rd.data[i], c1.qe), 16)),
-                         kb2[i].eq(lanes_of(k1)[i])]
+            rounded = Mux(q_round1b, (q_shift1b[i] + 1) >> 1, q_shift1b[i])
+            m.d.sync += [qa2[i].eq(am.saturate(rounded, 16)), kb2[i].eq(lanes_of(k1b)[i])]
         pr3 = [Signal(signed(16 + kvb), name=f"pr3_{i}") for i in range(L)]
         m.d.sync += [v3.eq(v2), c3.eq(c2)] + [pr3[i].eq(qa2[i] * kb2[i]) for i in range(L)]
         sum4 = Signal(signed(W["dot"]))
-        lane_sum = pr3[0]
-        for p in pr3[1:]:
-            lane_sum = lane_sum + p
+        terms = list(pr3)                            # a balanced adder tree
+        while len(terms) > 1:
+            terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
+                     for k in range(0, len(terms), 2)]
+        lane_sum = terms[0]
         m.d.sync += [v4.eq(v3), c4.eq(c3), sum4.eq(lane_sum)]
         v5 = Signal()
         dot5 = Signal(signed(W["dot"]))
@@ -302,9 +322,14 @@ class AttentionCore(wiring.Component):
                           Signal(range(S)))
         m.d.sync += [v6.eq(v5), h6.eq(h5), t6.eq(t5), v7.eq(v6), h7.eq(h6), t7.eq(t6)]
         m.d.comb += [s_wr.addr.eq(h7 * S + t7), s_wr.data.eq(score), s_wr.en.eq(v7)]
-        with m.If(v7 & ((t7 == 0) | (score > maxes[h7]))):
+        # The running maximum of head h7, read a stage early (h6) into max_cur, with the
+        # update of this cycle forwarded when the next score is of the same head.
+        max_cur = Signal(signed(32))
+        max_update = v7 & ((t7 == 0) | (score > max_cur))
+        with m.If(max_update):
             m.d.sync += maxes[h7].eq(score)
-        p1_busy = Cat(v1, v2, v3, v4, v5, v6, v7).any()
+        m.d.sync += max_cur.eq(Mux(max_update & (h6 == h7), score, maxes[h6]))
+        p1_busy = Cat(v1, v1b, v2, v3, v4, v5, v6, v7).any()
 
         # ---- pass 2: e = exp_neg(s - max), S += e, acc += (e * vmant) << ev ---------------
         m.d.comb += s_rd.addr.eq(h0 * S + t)
@@ -316,15 +341,27 @@ class AttentionCore(wiring.Component):
         m.d.sync += [w1.eq(issue & phase2), max1.eq(maxes[h0]), d1.v.eq(chunk), d1.h.eq(h0),
                      d1.cc.eq(cc), d1.firstc.eq(cc == 0), d1.t0.eq(t == 0),
                      d1.ev.eq(row_exp[g])]
+        w1b, d1b = Signal(), Signal(p2_layout)
+        max1b, score1b = Signal(signed(32)), Signal(signed(32))
+        m.d.sync += [w1b.eq(w1), d1b.eq(d1), max1b.eq(max1), score1b.eq(s_rd.data)]
         w2 = Signal()
         dist2 = Signal(33)
         d2 = Signal(p2_layout)
-        m.d.sync += [w2.eq(w1), dist2.eq(max1 - s_rd.data), d2.eq(d1)]
+        m.d.sync += [w2.eq(w1b), dist2.eq(max1b - score1b), d2.eq(d1b)]
         exp_unit = am.ExpUnit(m, dist2, w2, d2)
         de = Signal(p2_layout)
         m.d.comb += de.eq(exp_unit.ctl)
-        with m.If(exp_unit.valid & de.firstc):
-            m.d.sync += sums[de.h].eq(Mux(de.t0, 0, sums[de.h]) + exp_unit.e)
+        # The head's running sum, read a stage early (the exp unit's previous stage) into
+        # sum_cur, with this cycle's update forwarded when the next item is of the same head.
+        de_next = Signal(p2_layout)
+        m.d.comb += de_next.eq(exp_unit.ctl_before)
+        sum_cur = Signal(W["sum"])
+        sum_update = exp_unit.valid & de.firstc
+        sum_new = Signal(W["sum"])
+        m.d.comb += sum_new.eq(Mux(de.t0, 0, sum_cur) + exp_unit.e)
+        with m.If(sum_update):
+            m.d.sync += sums[de.h].eq(sum_new)
+        m.d.sync += sum_cur.eq(Mux(sum_update & (de_next.h == de.h), sum_new, sums[de_next.h]))
         wa, wb, wc = Signal(), Signal(), Signal()
         ea = Signal(am.EXP_BITS)
         da, db = Signal(p2_layout), Signal(p2_layout)
@@ -340,7 +377,7 @@ class AttentionCore(wiring.Component):
         m.d.comb += a_wr.en.eq(wc)
         for i in range(L):
             m.d.comb += a_wr.data[i].eq(Mux(t0c, 0, a_rd.data[i]) + pc[i])
-        p2_busy = Cat(w1, w2, exp_unit.busy, wa, wb, wc).any()
+        p2_busy = Cat(w1, w1b, w2, exp_unit.busy, wa, wb, wc).any()
 
         # ---- output: recip = (2**(R+k-1) + S//2) // S, out = sat(round(acc_r * recip)) ----
         # A divider sequencer fills recips[h]/ks[h] head by head while the output pipeline
@@ -390,11 +427,13 @@ class AttentionCore(wiring.Component):
         wiring.connect(m, out_fifo.o, wiring.flipped(self.o))
         oh, oc, ol = Signal(range(H)), Signal(range(CPH)), Signal(range(L))
         outputting = Signal()
-        o1, o2, o3 = Signal(), Signal(), Signal()
         issue_o = Signal()
-        in_flight = o1 + o2 + o3
-        m.d.comb += issue_o.eq(outputting & (dh > oh)
-                               & (out_fifo.level + in_flight < OUT_FIFO_DEPTH))
+        # FIFO entries not yet claimed: OUT_FIFO_DEPTH - (values issued - values popped), a
+        # register, so the issue decision does not add up the pipeline's valid bits.
+        credit = Signal(range(OUT_FIFO_DEPTH + 1), init=OUT_FIFO_DEPTH)
+        popped = out_fifo.o.valid & out_fifo.o.ready
+        m.d.sync += credit.eq(credit - issue_o + popped)
+        m.d.comb += issue_o.eq(outputting & (dh > oh) & (credit != 0))
         m.d.comb += a_out.addr.eq(oh * CPH + oc)
         last_o = (oh == H - 1) & (oc == CPH - 1) & (ol == L - 1)
         with m.If(issue_o):
@@ -405,23 +444,52 @@ class AttentionCore(wiring.Component):
                     m.d.sync += oh.eq(Mux(oh == H - 1, 0, oh + 1))
             with m.If(last_o):
                 m.d.sync += outputting.eq(0)
-        ol1, first1o, last1o = Signal(range(L)), Signal(), Signal()
+        # o1: accumulator word read, lane index and the head's shift/reciprocal registered;
+        # o2: the lane; o3: shifted right by shift - 1; o4: rounded (acc_r); then
+        # acc_r * recip as DSP-sized partial products; o_last: rounded and saturated.
+        o_ctl = data.StructLayout({"first": 1, "last": 1})
+        o1 = Signal()
+        ol1, ctl1 = Signal(range(L)), Signal(o_ctl)
         shift1 = Signal(range(W["sum"] + 1))
         recip1 = Signal(am.RECIP_BITS)
-        m.d.sync += [o1.eq(issue_o), ol1.eq(ol), first1o.eq((oh == 0) & (oc == 0) & (ol == 0)),
-                     last1o.eq(last_o), shift1.eq(ks[oh] - 1 - GUARD), recip1.eq(recips[oh])]
+        m.d.sync += [o1.eq(issue_o), ol1.eq(ol),
+                     ctl1.first.eq((oh == 0) & (oc == 0) & (ol == 0)), ctl1.last.eq(last_o),
+                     shift1.eq(ks[oh] - 1 - GUARD), recip1.eq(recips[oh])]
+        o2 = Signal()
+        lane2 = Signal(signed(W["acc"]))
+        shift2, recip2, ctl2 = Signal.like(shift1), Signal.like(recip1), Signal(o_ctl)
+        m.d.sync += [o2.eq(o1), lane2.eq(a_out.data[ol1]), shift2.eq(shift1),
+                     recip2.eq(recip1), ctl2.eq(ctl1)]
+        o3 = Signal()
+        shifted3 = Signal(signed(W["acc"]))
+        round3 = Signal()
+        recip3, ctl3 = Signal.like(recip1), Signal(o_ctl)
+        shift2_minus_one = (shift2 - 1)[:len(shift2)]          # wraps at 0; unused there
+        m.d.sync += [o3.eq(o2), round3.eq(shift2 != 0), recip3.eq(recip2), ctl3.eq(ctl2),
+                     shifted3.eq(Mux(shift2 == 0, lane2, lane2 >> shift2_minus_one))]
+        o4 = Signal()
         acc_r = Signal(signed(W["acc_r"]))
-        recip2 = Signal(am.RECIP_BITS)
-        first2, last2 = Signal(), Signal()
-        m.d.sync += [o2.eq(o1), acc_r.eq(am.round_shift_var(a_out.data[ol1], shift1)),
-                     recip2.eq(recip1), first2.eq(first1o), last2.eq(last1o)]
-        prod = Signal(signed(W["acc_r"] + am.RECIP_BITS + 1))
-        first3, last3 = Signal(), Signal()
-        m.d.sync += [o3.eq(o2), prod.eq(acc_r * recip2), first3.eq(first2), last3.eq(last2)]
+        recip4, ctl4 = Signal.like(recip1), Signal(o_ctl)
+        m.d.sync += [o4.eq(o3), recip4.eq(recip3), ctl4.eq(ctl3),
+                     acc_r.eq(Mux(round3, (shifted3 + 1) >> 1, shifted3))]
+        prod, prod_latency = pipelined_product(m, acc_r, recip4, name="out_prod")
+        o_prod = [o4]
+        ctl_prod = ctl4
+        for k in range(prod_latency):
+            nxt_v, nxt_c = Signal(name=f"o_prod_v{k}"), Signal(o_ctl, name=f"o_prod_ctl{k}")
+            m.d.sync += [nxt_v.eq(o_prod[-1]), nxt_c.eq(ctl_prod)]
+            o_prod.append(nxt_v)
+            ctl_prod = nxt_c
+        o_last = Signal()
+        out_data = Signal(signed(am.ACT_BITS))
+        ctl_last = Signal(o_ctl)
         rounded = (prod + (1 << (R + GUARD - 1))) >> (R + GUARD)
-        m.d.comb += [out_fifo.i.valid.eq(o3), out_fifo.i.payload.data.eq(am.saturate(rounded, 32)),
-                     out_fifo.i.payload.first.eq(first3), out_fifo.i.payload.last.eq(last3)]
-        out_busy = outputting | o1 | o2 | o3
+        m.d.sync += [o_last.eq(o_prod[-1]), ctl_last.eq(ctl_prod),
+                     out_data.eq(am.saturate(rounded, 32))]
+        m.d.comb += [out_fifo.i.valid.eq(o_last), out_fifo.i.payload.data.eq(out_data),
+                     out_fifo.i.payload.first.eq(ctl_last.first),
+                     out_fifo.i.payload.last.eq(ctl_last.last)]
+        out_busy = outputting | Cat(o1, o2, o3, *o_prod, o_last).any()
 
         with m.FSM():
             with m.State("Idle"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 
 from speedllm.golden import formats, intops
+from speedllm.hw.matvec_pipeline import bit_length_tree, saturate_fast
 
 __all__ = [
     "ACT_BITS", "EXP_BITS", "KV_EXP_FIELD_BITS", "RECIP_BITS", "bit_length",
@@ -48,19 +49,15 @@ def widths(head_size: int, max_seq_len: int, kv_bits: int) -> dict:
 
 
 def saturate(value, bits: int) -> Value:
-    """Clamp a signed value to ``bits`` signed bits (``formats.saturate``)."""
-    value = Value.cast(value)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))[:bits].as_signed()
+    """Clamp a signed value to ``bits`` signed bits (``formats.saturate``), without a
+    comparator (:func:`~speedllm.hw.matvec_pipeline.saturate_fast`)."""
+    return saturate_fast(value, bits)
 
 
 def bit_length(value) -> Value:
-    """``int.bit_length`` of a non-negative value (a leading-one detector)."""
-    value = Value.cast(value)
-    n = Const(0, range(len(value) + 1))
-    for i in range(len(value)):
-        n = Mux(value[i], i + 1, n)
-    return n
+    """``int.bit_length`` of a non-negative value (a leading-one detector,
+    ``ceil(log2(width))`` mux levels: :func:`~speedllm.hw.matvec_pipeline.bit_length_tree`)."""
+    return bit_length_tree(value)
 
 
 def round_shift_var(value, amount) -> Value:
@@ -95,29 +92,34 @@ def shift_round_saturate_var(m: Module, value, right, left, bits: int, name: str
 
 
 class ExpUnit:
-    """``intops.exp_neg(-dist)`` for ``dist = max - s >= 0``: five pipeline stages.
+    """``intops.exp_neg(-dist)`` for ``dist = max - s >= 0``: eight pipeline stages.
 
-    1. ``p = dist * LOG2E_Q`` (registered multiplier output);
-    2. ``u = round_shift(p, LOG2E_FRAC)``: ROM address ``f >> (16 - B)`` (the ROM word holds
-       ``T[i]`` and ``T[i+1] - T[i]``), ``n = min(u >> 16, 19)`` and the interpolation
-       fraction registered;
-    3. ROM word out: ``delta * frac`` registered;
-    4. ``val = T[i] + round_shift(delta * frac, 16 - B)``;
-    5. ``e = round_shift(val, n)`` (0 for ``n >= 18``, as the golden shift gives).
+    1-2. ``p = dist * LOG2E_Q`` (``dist < 2**32``: two DSP-sized partial products, then
+       their sum, :func:`~speedllm.hw.tables.pipelined_product`);
+    3. ``u = round_shift(p, LOG2E_FRAC)``;
+    4. ROM address ``f >> (16 - B)`` (the ROM word holds ``T[i]`` and ``T[i+1] - T[i]``),
+       ``n = min(u >> 16, 19)`` and the interpolation fraction registered;
+    5. ROM word registered (a block RAM output straight into a multiplier is slow);
+    6. ``delta * frac`` registered;
+    7. ``val = T[i] + round_shift(delta * frac, 16 - B)``;
+    8. ``e = round_shift(val, n)`` (0 for ``n >= 18``, as the golden shift gives).
 
     ``valid`` and ``ctl`` (any payload riding along) are delayed to match. Built inside
-    the caller's module; ``e``/``valid``/``ctl`` are the stage-5 registers and ``busy`` is
-    high while anything is in flight.
+    the caller's module; ``e``/``valid``/``ctl`` are the last-stage registers,
+    ``ctl_before`` is the stage before (the next result's ``ctl``) and ``busy`` is high
+    while anything is in flight.
     """
 
-    LATENCY = 5
+    LATENCY = 8
 
     def __init__(self, m: Module, dist, valid, ctl):
+        from amaranth.lib import data
+        from amaranth.lib.memory import Memory
+
+        from .tables import pipelined_product
         table = [int(v) for v in intops.build_exp2_table(formats.EXP_TABLE_BITS)]
         tb = formats.EXP_TABLE_BITS
         fb = ACT_FRAC - tb                              # interpolation fraction bits
-        from amaranth.lib.memory import Memory
-        from amaranth.lib import data
         delta_shape = signed(max(abs(b - a) for a, b in zip(table, table[1:])).bit_length() + 1)
         word = data.StructLayout({"t0": unsigned(EXP_BITS), "delta": delta_shape})
         init = [{"t0": a, "delta": b - a} for a, b in zip(table, table[1:])]
@@ -126,33 +128,43 @@ class ExpUnit:
 
         dist = Value.cast(dist)
         ctl = Value.cast(ctl)
-        v = [Signal(name=f"exp_v{i}") for i in range(1, 6)]
-        c = [Signal(len(ctl), name=f"exp_ctl{i}") for i in range(1, 6)]
+        n_stages = self.LATENCY
+        v = [Signal(name=f"exp_v{i}") for i in range(1, n_stages + 1)]
+        c = [Signal(len(ctl), name=f"exp_ctl{i}") for i in range(1, n_stages + 1)]
         m.d.sync += [v[0].eq(valid), c[0].eq(ctl)]
-        m.d.sync += [v[i].eq(v[i - 1]) for i in range(1, 5)]
-        m.d.sync += [c[i].eq(c[i - 1]) for i in range(1, 5)]
+        m.d.sync += [v[i].eq(v[i - 1]) for i in range(1, n_stages)]
+        m.d.sync += [c[i].eq(c[i - 1]) for i in range(1, n_stages)]
 
-        p = Signal(len(dist) + formats.LOG2E_Q.bit_length(), name="exp_p")
-        m.d.sync += p.eq(dist * formats.LOG2E_Q)                          # stage 1
+        # stages 1-2 (max - s of two int32 is below 2**32: the low 32 bits are exact)
+        p, p_latency = pipelined_product(m, dist[:32], Const(formats.LOG2E_Q),
+                                         name="exp_p")
+        assert p_latency == 2
         u = Signal(len(p) + 1 - formats.LOG2E_FRAC, name="exp_u")
-        m.d.comb += [u.eq((p + (1 << (formats.LOG2E_FRAC - 1))) >> formats.LOG2E_FRAC),
-                     rd.addr.eq(u[fb:ACT_FRAC])]
+        m.d.sync += u.eq((p + (1 << (formats.LOG2E_FRAC - 1))) >> formats.LOG2E_FRAC)  # 3
+        m.d.comb += rd.addr.eq(u[fb:ACT_FRAC])
         n2 = Signal(range(20), name="exp_n2")
         frac2 = Signal(fb, name="exp_frac2")
         n_full = u[ACT_FRAC:]
-        m.d.sync += [n2.eq(Mux(n_full > 19, 19, n_full)), frac2.eq(u[:fb])]   # stage 2
+        m.d.sync += [n2.eq(Mux(n_full > 19, 19, n_full)), frac2.eq(u[:fb])]   # stage 4
+        t0_r = Signal(EXP_BITS, name="exp_t0_r")
+        delta_r = Signal(delta_shape, name="exp_delta_r")
+        frac_r = Signal(fb, name="exp_frac_r")
+        n_r = Signal.like(n2, name="exp_n_r")
+        m.d.sync += [t0_r.eq(rd.data.t0), delta_r.eq(rd.data.delta), frac_r.eq(frac2),
+                     n_r.eq(n2)]                                           # stage 5
         t0_3 = Signal(EXP_BITS, name="exp_t0_3")
         dprod3 = Signal(signed(delta_shape.width + fb + 1), name="exp_dprod3")
         n3 = Signal.like(n2, name="exp_n3")
-        m.d.sync += [t0_3.eq(rd.data.t0), dprod3.eq(rd.data.delta * frac2.as_unsigned()),
-                     n3.eq(n2)]                                            # stage 3
+        m.d.sync += [t0_3.eq(t0_r), dprod3.eq(delta_r * frac_r.as_unsigned()),
+                     n3.eq(n_r)]                                           # stage 6
         val4 = Signal(EXP_BITS + 1, name="exp_val4")
         n4 = Signal.like(n2, name="exp_n4")
-        m.d.sync += [val4.eq(t0_3 + ((dprod3 + (1 << (fb - 1))) >> fb)), n4.eq(n3)]  # 4
+        m.d.sync += [val4.eq(t0_3 + ((dprod3 + (1 << (fb - 1))) >> fb)), n4.eq(n3)]  # 7
         wide = Signal(EXP_BITS + 21, name="exp_wide")
         m.d.comb += wide.eq(val4)
         self.e = Signal(EXP_BITS, name="exp_e")
-        m.d.sync += self.e.eq(round_shift_var(wide, n4))                  # stage 5
-        self.valid = v[4]
-        self.ctl = c[4]
+        m.d.sync += self.e.eq(round_shift_var(wide, n4))                  # stage 8
+        self.valid = v[-1]
+        self.ctl = c[-1]
+        self.ctl_before = c[-2]            # the next result's ctl, one cycle ahead
         self.busy = Cat(*v).any()

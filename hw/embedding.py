@@ -12,8 +12,8 @@ from amaranth.lib.wiring import In, Out
 
 from speedllm.golden import formats
 
-from .tables import (act_packet_layout, check_positive_int, packet_layout, round_shift_var,
-                     saturate)
+from .matvec_pipeline import saturate_fast
+from .tables import act_packet_layout, check_positive_int, packet_layout
 
 #: Largest shift magnitude applied in either direction. ``|q * m| < 2**23``, so any right
 #: shift >= 25 already gives 0 and any left shift >= 31 of a non-zero product saturates.
@@ -47,8 +47,8 @@ class EmbeddingFetch(wiring.Component):
 
     Latency and throughput
     ----------------------
-    Four register stages (multiplier inputs, product, shifted/rounded, saturated result):
-    a beat appears 4 cycles after it is taken; one beat per cycle. The whole pipeline stalls while
+    Five register stages (multiplier inputs, product, shifted, rounded, saturated result):
+    a beat appears 5 cycles after it is taken; one beat per cycle. The whole pipeline stalls while
     ``o`` is stalled (``w.ready`` follows ``o.ready`` combinationally).
     """
 
@@ -79,11 +79,14 @@ class EmbeddingFetch(wiring.Component):
 
         # Shift amounts from the steady scale_exp (registered: off the critical path).
         shift = Signal(signed(10))
-        right = Signal(range(MAX_SHIFT + 1))
         left = Signal(range(MAX_SHIFT + 1))
         m.d.comb += shift.eq(self.scale_exp - formats.ACT_FRAC)
+        # The right shift is applied as ``right - 1`` (then rounded): registered as such.
+        right_minus_one = Signal(range(MAX_SHIFT))
+        is_right = Signal()
         m.d.sync += [
-            right.eq(Mux(shift > 0, Mux(shift > MAX_SHIFT, MAX_SHIFT, shift), 0)),
+            right_minus_one.eq(Mux(shift > 0, Mux(shift > MAX_SHIFT, MAX_SHIFT, shift) - 1, 0)),
+            is_right.eq(shift > 0),
             left.eq(Mux(shift < 0, Mux(-shift > MAX_SHIFT, MAX_SHIFT, -shift), 0)),
         ]
 
@@ -105,23 +108,32 @@ class EmbeddingFetch(wiring.Component):
         # Stage 2: products (int8 * uint16 fits signed 25 bits).
         p2 = Signal(data.ArrayLayout(signed(25), lanes))
         v2, first2, last2 = Signal(), Signal(), Signal()
-        # Stage 3: shifted and rounded (up to 25 + MAX_SHIFT bits). Output: saturated.
+        # Stage 3: shifted (right by ``right - 1``, or left by ``left``; up to 25 +
+        # MAX_SHIFT bits). Stage 4: rounded, ``(r + 1) >> 1`` after a right shift.
+        # Output: saturated (a LUT reduction, no comparator).
         shifted3 = Signal(data.ArrayLayout(signed(25 + MAX_SHIFT), lanes))
+        round3 = Signal()
         v3, first3, last3 = Signal(), Signal(), Signal()
+        rounded4 = Signal(data.ArrayLayout(signed(25 + MAX_SHIFT), lanes))
+        v4, first4, last4 = Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [
                 q1.eq(self.w.payload.data), m1.eq(self.s.payload),
                 first1.eq(self.w.payload.first), last1.eq(self.w.payload.last),
                 v1.eq(take),
                 v2.eq(v1), first2.eq(first1), last2.eq(last1),
-                v3.eq(v2), first3.eq(first2), last3.eq(last2),
-                self.o.valid.eq(v3),
-                self.o.payload.first.eq(first3), self.o.payload.last.eq(last3),
+                v3.eq(v2), first3.eq(first2), last3.eq(last2), round3.eq(is_right),
+                v4.eq(v3), first4.eq(first3), last4.eq(last3),
+                self.o.valid.eq(v4),
+                self.o.payload.first.eq(first4), self.o.payload.last.eq(last4),
             ]
             for k in range(lanes):
-                m.d.sync += [p2[k].eq(q1[k] * m1),
-                             shifted3[k].eq(round_shift_var(p2[k], right, left))]
-                result = saturate(shifted3[k], formats.ACT_BITS)
+                m.d.sync += [
+                    p2[k].eq(q1[k] * m1),
+                    shifted3[k].eq(Mux(is_right, p2[k] >> right_minus_one, p2[k] << left)),
+                    rounded4[k].eq(Mux(round3, (shifted3[k] + 1) >> 1, shifted3[k])),
+                ]
+                result = saturate_fast(rounded4[k], formats.ACT_BITS)
                 if lanes == 1:
                     m.d.sync += self.o.payload.data.eq(result)
                 else:

@@ -14,17 +14,9 @@ from amaranth.utils import ceil_log2
 
 from speedllm.golden import formats, intops
 
+from .matvec_pipeline import bit_length_tree, saturate_fast
 from .tables import (ACT_SHAPE, act_packet_layout, check_positive_int, packet_layout,
-                     round_shift_const, round_shift_var, saturate, table_rom,
-                     delayed, pipelined_product)
-
-
-def _bit_length(value, width: int):
-    """Combinational leading-one detector: ``int.bit_length`` of an unsigned value."""
-    result = 0
-    for k in range(width):
-        result = Mux(value[k], k + 1, result)
-    return result
+                     round_shift_const, table_rom, delayed, pipelined_product)
 
 
 class RmsNormUnit(wiring.Component):
@@ -69,7 +61,7 @@ class RmsNormUnit(wiring.Component):
 
     Latency and throughput
     ----------------------
-    One vector at a time: about ``3 n + W + 26`` cycles (``4 n + W + 30`` with ``"x16"``)
+    One vector at a time: about ``3 n + W + 30`` cycles (``4 n + W + 35`` with ``"x16"``)
     per vector of ``n`` elements with
     ``W = 30 + ceil_log2(max_dim + 1)`` divider cycles and up to 15 normalization cycles;
     pass 4 emits one element per cycle while ``o.ready`` and ``g.valid`` stay high. ``i`` is
@@ -142,20 +134,25 @@ class RmsNormUnit(wiring.Component):
             return Mux(k == 0, x << 1, x >> (k - 1)[:len(k)])
 
         def quantize_post(pre):
-            return saturate((pre + 1) >> 1, formats.X_BITS)
+            return saturate_fast((pre + 1) >> 1, formats.X_BITS)
 
         pre_shape = signed(formats.ACT_BITS + 1)
         sq_pre, p_pre, e_pre = Signal(pre_shape), Signal(pre_shape), Signal(pre_shape)
 
         # Pass 2 pipeline: read -> x16 -> x16**2 -> accumulate.
-        rd_valid, sq_v0, sq_v1, sq_v2 = Signal(), Signal(), Signal(), Signal()
+        # The buffer's read data is registered (rd_word) before any logic: a block RAM's
+        # clock-to-output delay leaves little of the cycle.
+        rd_word = Signal(ACT_SHAPE)
+        rd_valid, rd_v2, sq_v0, sq_v1, sq_v2 = Signal(), Signal(), Signal(), Signal(), Signal()
         sq_x16 = Signal(signed(formats.X_BITS))
         sq = Signal(2 * (formats.X_BITS - 1) + 1)
         # Pass 4 pipeline (stalls with o): read+g -> x16,g -> x16*g -> *R -> o.
         out_advance = ~self.o.valid | self.o.ready
         # In "x16" mode pass 4 writes y back into the buffer: it never stalls.
         advance = out_advance if self._output == "act" else 1
-        a_v, p_v, b_v = Signal(), Signal(), Signal()
+        a_v, a2_v, p_v, b_v = Signal(), Signal(), Signal(), Signal()
+        a2_idx, a2_g = Signal(range(depth)), Signal(ACT_SHAPE)
+        a2_first, a2_last = Signal(), Signal()
         p_idx, p_g, p_first, p_last = Signal(range(depth)), Signal(ACT_SHAPE), Signal(), Signal()
         a_idx, b_idx = Signal(range(depth)), Signal(range(depth))
         a_g, b_g = Signal(ACT_SHAPE), Signal(ACT_SHAPE)
@@ -165,17 +162,27 @@ class RmsNormUnit(wiring.Component):
         produced = Signal(range(depth + 1))
         fold_y = Signal(formats.ACT_BITS - 1)
         e_v, e_first, e_last = Signal(), Signal(), Signal()
+        er_v, er_first, er_last = Signal(), Signal(), Signal()
         e2_v, e2_first, e2_last = Signal(), Signal(), Signal()
         # x16 * g, then * R: DSP-sized partial products, registered adder trees.
         x_g, x_g_latency = pipelined_product(m, b_x16, b_g, enable=advance, name="x_g")
         x_g_r, x_g_r_latency = pipelined_product(m, x_g, r, enable=advance, name="x_g_r")
-        d_delay = x_g_latency + x_g_r_latency
+        # y = sat32(round_shift(x_g_r, out_shift)) in two registered steps after the
+        # product (out_shift >= 16: always a right shift): shift by out_shift - 1, then
+        # (+1) >> 1; the saturation is a LUT reduction into the output register.
+        assert formats.NORM_W_FRAC + formats.RSQRT_FRAC - formats.ACT_FRAC >= 1
+        y_shifted = Signal(signed(len(x_g_r)))
+        y_rounded = Signal(signed(len(x_g_r)))
+        with m.If(advance):
+            m.d.sync += [y_shifted.eq(x_g_r >> (out_shift - 1)[:len(out_shift)]),
+                         y_rounded.eq((y_shifted + 1) >> 1)]
+        d_delay = x_g_latency + x_g_r_latency + 2
         d_v = delayed(m, b_v, d_delay, enable=advance, name="d_v")
         d_first = delayed(m, b_first, d_delay, enable=advance, name="d_first")
         d_last = delayed(m, b_last, d_delay, enable=advance, name="d_last")
         d_idx = delayed(m, b_idx, d_delay, enable=advance, name="d_idx")
         y = Signal(ACT_SHAPE)
-        m.d.comb += y.eq(saturate(round_shift_var(x_g_r, out_shift, 0), formats.ACT_BITS))
+        m.d.comb += y.eq(saturate_fast(y_rounded, formats.ACT_BITS))
 
         m.d.comb += [wp.data.eq(self.i.payload.data), wp.addr.eq(n)]
         m.d.comb += [rp.addr.eq(addr), rp.en.eq(1)]
@@ -190,24 +197,25 @@ class RmsNormUnit(wiring.Component):
                     with m.If(self.i.payload.last):
                         m.next = "Exponent"
             with m.State("Exponent"):
-                bl = _bit_length(fold, len(fold))
+                bl = bit_length_tree(fold)
                 m.d.sync += [
                     e.eq(Mux(bl > formats.X_BITS - 1, bl - (formats.X_BITS - 1), 0)),
-                    addr.eq(0), ss.eq(0), rd_valid.eq(0), sq_v0.eq(0), sq_v1.eq(0),
-                    sq_v2.eq(0),
+                    addr.eq(0), ss.eq(0), rd_valid.eq(0), rd_v2.eq(0), sq_v0.eq(0),
+                    sq_v1.eq(0), sq_v2.eq(0),
                 ]
                 m.next = "Square"
             with m.State("Square"):
                 # rp.data shows the word read last cycle (valid when rd_valid).
                 m.d.sync += [
                     addr.eq(Mux(addr == n, addr, addr + 1)), rd_valid.eq(addr != n),
-                    sq_v0.eq(rd_valid), sq_pre.eq(quantize_pre(rp.data, e)),
+                    rd_v2.eq(rd_valid), rd_word.eq(rp.data),
+                    sq_v0.eq(rd_v2), sq_pre.eq(quantize_pre(rd_word, e)),
                     sq_v1.eq(sq_v0), sq_x16.eq(quantize_post(sq_pre)),
                     sq_v2.eq(sq_v1), sq.eq(sq_x16 * sq_x16),
                 ]
                 with m.If(sq_v2):
                     m.d.sync += ss.eq(ss + sq)
-                with m.If((addr == n) & ~rd_valid & ~sq_v0 & ~sq_v1 & ~sq_v2):
+                with m.If((addr == n) & ~rd_valid & ~rd_v2 & ~sq_v0 & ~sq_v1 & ~sq_v2):
                     m.d.sync += [quotient.eq(ss), remainder.eq(0), div_count.eq(ss_width)]
                     m.next = "Divide"
             with m.State("Divide"):
@@ -261,8 +269,10 @@ class RmsNormUnit(wiring.Component):
                     m.d.sync += [
                         a_v.eq(issue), a_g.eq(self.g.payload), a_idx.eq(addr),
                         a_first.eq(addr == 0), a_last.eq(addr == n - 1),
-                        p_v.eq(a_v), p_pre.eq(quantize_pre(rp.data, e)), p_g.eq(a_g),
-                        p_idx.eq(a_idx), p_first.eq(a_first), p_last.eq(a_last),
+                        a2_v.eq(a_v), a2_g.eq(a_g), a2_idx.eq(a_idx), a2_first.eq(a_first),
+                        a2_last.eq(a_last), rd_word.eq(rp.data),
+                        p_v.eq(a2_v), p_pre.eq(quantize_pre(rd_word, e)), p_g.eq(a2_g),
+                        p_idx.eq(a2_idx), p_first.eq(a2_first), p_last.eq(a2_last),
                         b_v.eq(p_v), b_x16.eq(quantize_post(p_pre)), b_g.eq(p_g), b_idx.eq(p_idx),
                         b_first.eq(p_first), b_last.eq(p_last),
                     ]
@@ -287,10 +297,10 @@ class RmsNormUnit(wiring.Component):
                         m.next = "Requantize"
             if self._output == "x16":
                 with m.State("Requantize"):
-                    bl = _bit_length(fold_y, len(fold_y))
+                    bl = bit_length_tree(fold_y)
                     m.d.sync += [
                         self.x_exp.eq(Mux(bl > formats.X_BITS - 1, bl - (formats.X_BITS - 1), 0)),
-                        addr.eq(0), e_v.eq(0), e2_v.eq(0),
+                        addr.eq(0), e_v.eq(0), er_v.eq(0), e2_v.eq(0),
                     ]
                     m.next = "Emit"
                 with m.State("Emit"):
@@ -302,13 +312,15 @@ class RmsNormUnit(wiring.Component):
                     with m.If(out_advance):
                         m.d.sync += [
                             e_v.eq(issue), e_first.eq(addr == 0), e_last.eq(addr == n - 1),
-                            e2_v.eq(e_v), e_pre.eq(quantize_pre(rp.data, self.x_exp)),
-                            e2_first.eq(e_first), e2_last.eq(e_last),
+                            er_v.eq(e_v), er_first.eq(e_first), er_last.eq(e_last),
+                            rd_word.eq(rp.data),
+                            e2_v.eq(er_v), e_pre.eq(quantize_pre(rd_word, self.x_exp)),
+                            e2_first.eq(er_first), e2_last.eq(er_last),
                             self.o.valid.eq(e2_v),
                             self.o.payload.data.eq(quantize_post(e_pre)),
                             self.o.payload.first.eq(e2_first), self.o.payload.last.eq(e2_last),
                         ]
-                    with m.If((addr == n) & ~e_v & ~e2_v & out_advance):
+                    with m.If((addr == n) & ~e_v & ~er_v & ~e2_v & out_advance):
                         m.d.sync += [n.eq(0), fold.eq(0), fold_y.eq(0)]
                         m.next = "Load"
 

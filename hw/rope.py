@@ -12,7 +12,9 @@ from amaranth.lib.wiring import In, Out
 
 from speedllm.golden import formats, intops
 
-from .tables import act_packet_layout, check_positive_int, round_shift_const, saturate, table_rom
+from .matvec_pipeline import saturate_fast
+from .tables import (act_packet_layout, check_positive_int, delayed, pipelined_product,
+                     round_shift_const, table_rom)
 
 #: Payload of the ``cs`` port in ``tables="stream"`` mode: one (cos, sin) entry per pair.
 COS_SIN_LAYOUT = data.StructLayout({"cos": signed(formats.ROPE_BITS),
@@ -53,10 +55,10 @@ class RopeUnit(wiring.Component):
 
     Latency and throughput
     ----------------------
-    One element per cycle in and out (two multipliers, used by y0 and y1 in turn). A
-    pair's first output is valid 5 cycles after its second element was taken (pair
-    register, multiplier inputs, products, sum, rounded result). The pipeline stalls
-    with ``o``.
+    One element per cycle in and out (two products, used by y0 and y1 in turn). A
+    pair's first output is valid 6 cycles after its second element was taken (pair
+    register, multiplier inputs, partial products, products, sum, rounded result). The
+    pipeline stalls with ``o``.
     """
 
     def __init__(self, *, head_size: int, seq_len: int = 512, tables: str = "rom"):
@@ -147,28 +149,34 @@ class RopeUnit(wiring.Component):
                 p_first.eq(x0_first), p_last.eq(self.i.payload.last),
             ]
 
-        # Stage 1: multiplier inputs. 2: products. 3: their sum. Output: rounded, saturated.
+        # Stage 1: multiplier inputs. 2-3: products (DSP-sized partial products, then their
+        # sum). 4: y = ac -/+ bs. Output: rounded, saturated.
         s1_v, s1_add, s1_first, s1_last = Signal(), Signal(), Signal(), Signal()
         s1_a, s1_b = Signal(act), Signal(act)
         s1_c, s1_s = Signal(coef), Signal(coef)
-        s2_v, s2_add, s2_first, s2_last = Signal(), Signal(), Signal(), Signal()
-        product = signed(formats.ACT_BITS + formats.ROPE_BITS)
-        s2_ac, s2_bs = Signal(product), Signal(product)
-        s3_v, s3_first, s3_last = Signal(), Signal(), Signal()
-        s3_sum = Signal(signed(product.width + 1))
         with m.If(advance):
             m.d.sync += [
                 s1_v.eq(issue), s1_add.eq(phase),
                 s1_a.eq(Mux(phase, p1, p0)), s1_b.eq(Mux(phase, p0, p1)),
                 s1_c.eq(p_cos), s1_s.eq(p_sin),
                 s1_first.eq(~phase & p_first), s1_last.eq(phase & p_last),
-                s2_v.eq(s1_v), s2_add.eq(s1_add), s2_first.eq(s1_first), s2_last.eq(s1_last),
-                s2_ac.eq(s1_a * s1_c), s2_bs.eq(s1_b * s1_s),
+            ]
+        ac, ac_latency = pipelined_product(m, s1_a, s1_c, enable=advance, name="ac")
+        bs, _ = pipelined_product(m, s1_b, s1_s, enable=advance, name="bs")
+        s2_v, s2_add, s2_first, s2_last = (
+            delayed(m, sig, ac_latency, enable=advance, name=name)
+            for sig, name in ((s1_v, "v"), (s1_add, "add"), (s1_first, "first"),
+                              (s1_last, "last")))
+        s3_v, s3_first, s3_last = Signal(), Signal(), Signal()
+        s3_sum = Signal(signed(len(ac) + 1))
+        with m.If(advance):
+            m.d.sync += [
                 s3_v.eq(s2_v), s3_first.eq(s2_first), s3_last.eq(s2_last),
-                s3_sum.eq(Mux(s2_add, s2_ac + s2_bs, s2_ac - s2_bs)),
+                s3_sum.eq(Mux(s2_add, ac + bs, ac - bs)),
                 self.o.valid.eq(s3_v),
                 self.o.payload.first.eq(s3_first), self.o.payload.last.eq(s3_last),
-                self.o.payload.data.eq(saturate(round_shift_const(s3_sum, formats.ROPE_FRAC),
-                                                formats.ACT_BITS)),
+                self.o.payload.data.eq(saturate_fast(round_shift_const(s3_sum,
+                                                                       formats.ROPE_FRAC),
+                                                     formats.ACT_BITS)),
             ]
         return m

