@@ -20,7 +20,7 @@ help:
 	@echo "make test       set up, then run the test suite (what CI runs)"
 	@echo "make sim        the cocotb testbenches of every hardware block"
 	@echo "make sim-long   the long simulations (>= 10,000 vectors, full contexts)"
-	@echo "make bitstream TARGET=ulx3s-85f|pynq-z2|kv260|zcu104"
+	@echo "make bitstream TARGET=ulx3s-85f|pynq-z2|kv260|zcu104 [TOP=accel|dma_copy]"
 	@echo "make report     regenerate every figure"
 
 $(VENV)/.stamp: pyproject.toml
@@ -48,8 +48,9 @@ sim: setup
 sim-long: setup
 	SPEEDLLM_SIM_LONG=1 $(PY) -m pytest -q -n $(JOBS) -m "sim or slow" tests
 
+TOP    ?= accel
 bitstream: setup
-	$(VENV)/bin/speedllm bitstream --target $(TARGET)
+	$(VENV)/bin/speedllm bitstream --target $(TARGET) --top $(TOP)
 
 REPORT_ARGS ?=
 report: setup

@@ -16,6 +16,11 @@ away) and makes every path register to register, so Fmax and utilisation are tho
 design plus about one flip-flop per port bit. It is NOT a functional system on the board:
 there is no memory behind the AXI masters and no host behind the AXI-Lite port.
 
+The tools run at low priority (``nice -n 10``) under a wall-clock limit (``timeout_s``):
+a build that runs out of time is killed with all its tool processes and reported in one
+line. A design that does not fit the LFE5U-85F is reported with the cell types that
+overflow and by how much (from nextpnr's utilisation table), not with the tool's tail.
+
 Builds are cached by the hash of the generated files and options
 (``$SPEEDLLM_BITSTREAM_CACHE`` or ``build/bitstream-cache``): a second build of the same
 design copies the cached results.
@@ -26,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,10 +49,12 @@ from speedllm.hw.synth import IoHarness
 from .targets import bus_ports, get_target
 
 __all__ = ["Ulx3sBoardTop", "pll_parameters", "ecp5_build_plan", "build_ecp5",
-           "summarise_report", "tool_environment", "FLOW_VERSION", "OSC_MHZ"]
+           "summarise_report", "tool_environment", "parse_utilisation", "overflowing",
+           "BuildTimeout", "ROUTERS", "FLOW_VERSION", "OSC_MHZ", "DEFAULT_TIMEOUT_S"]
 
 OSC_MHZ = 25.0                 # the ULX3S oscillator (amaranth-boards resource clk25)
 FLOW_VERSION = 1               # bump when the wrapper or the summary changes
+DEFAULT_TIMEOUT_S = 4 * 3600   # the whole accelerator top on a loaded 2-core machine
 _REPO = Path(__file__).resolve().parent.parent
 
 # nextpnr report cell types -> the names we print.
@@ -145,9 +154,18 @@ def tool_environment() -> dict:
     return env
 
 
+ROUTERS = ("router1", "router2")
+
+
 def ecp5_build_plan(design: wiring.Component, *, name: str = "speedllm_ulx3s",
-                    fabric_mhz: float | None = None, seed: int = 1):
-    """The amaranth ``BuildPlan`` (files + ``build_<name>.sh``) of ``design`` on the ULX3S."""
+                    fabric_mhz: float | None = None, seed: int = 1, router: str | None = None):
+    """The amaranth ``BuildPlan`` (files + ``build_<name>.sh``) of ``design`` on the ULX3S.
+
+    ``router``: nextpnr's router (``router1`` is its default; ``router2`` copes better with
+    a large, congested design such as the accelerator top).
+    """
+    if router is not None and router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(ROUTERS)}, not {router!r}")
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
     bus_ports(design)               # refuse a design without the accelerator's interface
     target = get_target("ulx3s-85f")
@@ -155,7 +173,8 @@ def ecp5_build_plan(design: wiring.Component, *, name: str = "speedllm_ulx3s",
     platform = ULX3S_85F_Platform()
     return platform.build(Ulx3sBoardTop(design, mhz), name=name, do_build=False,
                           nextpnr_opts=f"--report {name}.report.json --timing-allow-fail "
-                                       f"--seed {int(seed)}")
+                                       f"--seed {int(seed)}"
+                                       + (f" --router {router}" if router else ""))
 
 
 def summarise_report(report: dict, constraint_mhz: float) -> dict:
@@ -169,6 +188,60 @@ def summarise_report(report: dict, constraint_mhz: float) -> dict:
     return {"fmax_mhz": fmax, "clocks": clocks, "constraint_mhz": constraint_mhz,
             "timing_met": fmax is not None and fmax >= constraint_mhz,
             "utilization": util}
+
+
+# nextpnr's "Device utilisation:" table: "Info:     TRELLIS_COMB:  1195/ 83640     1%".
+_UTIL_LINE = re.compile(r"^Info:\s+([A-Za-z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$")
+
+
+class BuildTimeout(RuntimeError):
+    """The tools did not finish within the time limit; ``pgid`` is the process group
+    that was killed."""
+
+    def __init__(self, message: str, pgid: int):
+        super().__init__(message)
+        self.pgid = pgid
+
+
+def parse_utilisation(log: str) -> dict:
+    """``{cell type: (used, available)}`` from the last "Device utilisation:" table of a
+    nextpnr log (the table is printed after packing, before placement)."""
+    util = {}
+    for block in log.split("Device utilisation:")[1:]:
+        util = {}
+        for line in block.splitlines()[1:]:
+            mt = _UTIL_LINE.match(line.strip())
+            if not mt:
+                break
+            util[mt[1]] = (int(mt[2]), int(mt[3]))
+    return util
+
+
+def overflowing(util: dict) -> dict:
+    """Cell types used beyond the device: ``{name we print: (used, available)}``."""
+    return {_UTIL_NAMES.get(c, c): (u, a) for c, (u, a) in util.items() if u > a}
+
+
+def _run_tools(work: Path, script: str, timeout_s: float | None) -> tuple[int, str]:
+    """``sh script`` in ``work`` at low priority; kills the whole process group on timeout."""
+    cmd = ["sh", script]
+    if shutil.which("nice"):
+        cmd = ["nice", "-n", "10", *cmd]
+    with open(work / "build.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=work, env=tool_environment(), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise BuildTimeout(f"ECP5 build did not finish within {timeout_s:g} s "
+                               f"(the tools were stopped)", proc.pid) from None
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    return rc, (work / "build.log").read_text(errors="replace")
 
 
 def _cache_root() -> Path:
@@ -189,17 +262,20 @@ def _plan_key(plan, extra: str) -> str:
 
 def build_ecp5(design: wiring.Component, out_dir: str | os.PathLike, *,
                name: str = "speedllm_ulx3s", fabric_mhz: float | None = None, seed: int = 1,
-               use_cache: bool = True, progress=None) -> dict:
+               use_cache: bool = True, progress=None,
+               timeout_s: float | None = DEFAULT_TIMEOUT_S, router: str | None = None) -> dict:
     """Synthesise, place, route and pack ``design`` for the ULX3S-85F into ``out_dir``.
 
     Writes ``<name>.bit``, ``<name>.report.json`` (nextpnr), ``<name>.summary.json`` (see
     :func:`summarise_report`, plus ``seconds`` and ``cached``) and the logs. Returns the
     summary. Raises ``RuntimeError`` with the tail of the failing tool's log (the logs are
-    copied to ``out_dir``).
+    copied to ``out_dir``); its first line says what failed: which resources overflow the
+    LFE5U-85F and by how much, or the time limit (:class:`BuildTimeout`), or the tool's
+    exit status.
     """
     target = get_target("ulx3s-85f")
     mhz = target.board.fabric_mhz if fabric_mhz is None else float(fabric_mhz)
-    plan = ecp5_build_plan(design, name=name, fabric_mhz=mhz, seed=seed)
+    plan = ecp5_build_plan(design, name=name, fabric_mhz=mhz, seed=seed, router=router)
     key = _plan_key(plan, f"{name}\0{mhz}\0{seed}")
     cached = _cache_root() / f"{name}-{key}"
     outputs = [f"{name}.bit", f"{name}.report.json", f"{name}.summary.json", f"{name}.tim",
@@ -220,18 +296,27 @@ def build_ecp5(design: wiring.Component, out_dir: str | os.PathLike, *,
         plan.extract(work)
         if progress:
             progress(f"yosys synth_ecp5 + nextpnr-ecp5 + ecppack in {work}")
-        proc = subprocess.run(["sh", f"build_{name}.sh"], cwd=work, env=tool_environment(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        (work / "build.log").write_text(proc.stdout)
-        if proc.returncode != 0:
+        def keep_logs():
             for f in ("build.log", f"{name}.tim", f"{name}.rpt"):
                 if (work / f).exists():
                     shutil.copy2(work / f, out / f)
-            logs = proc.stdout + "".join(
-                (work / f).read_text(errors="replace") for f in (f"{name}.tim",)
-                if (work / f).exists())
-            tail = "\n".join(logs.splitlines()[-20:])
-            raise RuntimeError(f"ECP5 build failed (exit {proc.returncode}):\n{tail}")
+        try:
+            rc, stdout = _run_tools(work, f"build_{name}.sh", timeout_s)
+        except BuildTimeout:
+            keep_logs()
+            raise
+        if rc != 0:
+            keep_logs()
+            tim = work / f"{name}.tim"
+            nextpnr_log = tim.read_text(errors="replace") if tim.exists() else ""
+            over = overflowing(parse_utilisation(nextpnr_log))
+            tail = "\n".join((stdout + nextpnr_log).splitlines()[-20:])
+            if over:
+                what = ", ".join(f"{k} {u}/{a} (+{u - a}, {100 * u / a:.0f}%)"
+                                 for k, (u, a) in over.items())
+                raise RuntimeError(f"the design does not fit the {target.part}: {what}\n"
+                                   f"{tail}")
+            raise RuntimeError(f"ECP5 build failed (exit {rc}):\n{tail}")
         report = json.loads((work / f"{name}.report.json").read_text())
         summary = summarise_report(report, mhz)
         summary.update(target="ulx3s-85f", device=target.part, seconds=round(

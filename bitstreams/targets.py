@@ -1,10 +1,12 @@
+# amaranth: UnusedElaboratable=no
 """Bitstream targets and the bus interface of the design being built.
 
 * :data:`TARGETS` -- the boards a bitstream can be built for: three Zynq boards (Vivado
   project scripts, :mod:`speedllm.bitstreams.vivado`) and the ULX3S-85F (open ECP5 flow,
   :mod:`speedllm.bitstreams.ecp5`). Parts come from here; clocks and AXI widths from the
   board profiles (``bitstreams/boards.json``, :func:`speedllm.ops.boards.get_board`).
-* :data:`TOPS` / :func:`make_top` -- the designs that can be put on a board, by name.
+* :data:`TOPS` / :func:`make_top` -- the designs that can be put on a board, by name
+  (:data:`DEFAULT_TOP` = ``"accel"``, the accelerator top).
 * :func:`bus_ports` -- finds the bus interface of any ``wiring.Component`` that has the
   accelerator's shape: AXI4-Lite slave ports (:func:`speedllm.hw.axil.axil_signature`,
   flipped) and AXI4 master ports (:func:`speedllm.hw.axi.read_signature` /
@@ -22,8 +24,8 @@ from amaranth.lib import wiring
 
 from speedllm.ops.boards import BoardProfile, get_board
 
-__all__ = ["Target", "TARGETS", "TOPS", "make_top", "get_target", "BusPort", "bus_ports",
-           "extra_ports"]
+__all__ = ["Target", "TARGETS", "TOPS", "DEFAULT_TOP", "make_top", "get_target", "BusPort",
+           "bus_ports", "extra_ports"]
 
 # Address windows of the PS as the PL masters see it (for C_M_AXI_DDR_BASE/RANGE):
 # UG585 Zynq-7000 TRM, "System Addresses": DDR at 0x0000_0000 (512 MB fitted on the PYNQ-Z2);
@@ -97,9 +99,17 @@ def _dma_copy(target: Target) -> wiring.Component:
     return DmaCopy()
 
 
-#: Design name -> factory(target) -> wiring.Component. The accelerator's top plugs in here
-#: once it exists (its bus interface is the same as dma_copy's).
-TOPS = {"dma_copy": _dma_copy}
+def _accel(target: Target) -> wiring.Component:
+    from speedllm.hw.accel_top import TOP_CONFIG, AcceleratorTop
+    return AcceleratorTop(TOP_CONFIG)
+
+
+#: Design name -> factory(target) -> wiring.Component. ``accel`` is the real accelerator
+#: (:class:`speedllm.hw.accel_top.AcceleratorTop` at ``TOP_CONFIG``, the stories260K head
+#: shape) and the default; ``dma_copy`` is a small test design with the same kind of bus
+#: interface (one AXI-Lite slave, AXI4 masters), handy to check a board flow quickly.
+TOPS = {"accel": _accel, "dma_copy": _dma_copy}
+DEFAULT_TOP = "accel"
 
 
 def make_top(name: str, target: Target | str) -> wiring.Component:

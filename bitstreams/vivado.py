@@ -17,9 +17,11 @@ to build the overlay with one command (``./build.sh``):
     (2) creates the project (part, and the board part when its board files are installed),
     a block design with the PS (``processing_system7`` / ``zynq_ultra_ps_e`` with board
     presets), FCLK0 / PL0 at the board profile's fabric clock, a ``proc_sys_reset``, the
-    AXI-Lite port on M_AXI_GP0 / M_AXI_HPM0_FPD through a SmartConnect, each AXI master on
-    its own HP port (S_AXI_HP<i> / S_AXI_HP<i>_FPD) through a SmartConnect, and the address
-    map (control window at the target's ``control_base``, written to ``address_map.txt``);
+    AXI-Lite port on M_AXI_GP0 / M_AXI_HPM0_FPD through a SmartConnect, the AXI masters
+    on the four HP ports (S_AXI_HP<i> / S_AXI_HP<i>_FPD), one SmartConnect per HP port
+    merging the masters grouped onto it (:func:`hp_port_groups`), and the address map
+    (control window at the target's ``control_base``; every master's DDR window on its HP
+    port's DDR segment; written to ``address_map.txt``);
     (3) synthesis, implementation, ``write_bitstream``, utilisation and timing reports, and
     copies ``<stem>.bit`` and ``<stem>.hwh`` (the block design's hardware handoff, same stem,
     as PYNQ expects) next to the scripts.
@@ -46,12 +48,21 @@ from speedllm.host.hwh import ACCEL_INSTANCE, ACCEL_VLNV
 from .targets import BusPort, Target, bus_ports, extra_ports, get_target
 
 __all__ = ["write_vivado_project", "render_wrapper", "render_build_tcl", "vivado_available",
-           "CORE_MODULE", "TOP_MODULE", "BD_NAME", "AXI_SIGNALS"]
+           "hp_port_groups", "CORE_MODULE", "TOP_MODULE", "BD_NAME", "AXI_SIGNALS",
+           "HP_PORTS", "ACCEL_HP_GROUPS"]
 
 CORE_MODULE = "speedllm_core"       # the Amaranth design
 TOP_MODULE = ACCEL_VLNV.split(":")[2]   # the packaged IP's module: speedllm_top
 BD_NAME = "speedllm_bd"
 HP_PORTS = 4                        # S_AXI_HP0..3 (Zynq-7000) / S_AXI_HP0..3_FPD (MPSoC)
+
+#: The accelerator top's eight masters on the four HP ports. Decode is bound by the weight
+#: stream, so ``m_w`` has HP0 to itself; its companion streams (group scales ``m_s``, and
+#: the command fetch ``m_cmd``, a few beats per command) share HP1; the activation and
+#: K/V-cache reads (``m_rd0``, ``m_rd1``, ``m_att``) share HP2; both writers (results
+#: ``m_wr0``, KV-cache rows ``m_kv``) share HP3, the only write traffic.
+ACCEL_HP_GROUPS = (("m_w",), ("m_s", "m_cmd"), ("m_rd0", "m_rd1", "m_att"),
+                   ("m_wr0", "m_kv"))
 
 # Our member name -> the AXI logical port name of Vivado's aximm_rtl abstraction.
 AXI_SIGNALS = {m: m.upper() for m in (
@@ -70,6 +81,7 @@ _PS = {
         fclk="FCLK_CLK0", fresetn="FCLK_RESET0_N", data_space="Data",
         gp="M_AXI_GP0", gp_clk="M_AXI_GP0_ACLK",
         hp="S_AXI_HP{i}", hp_clk="S_AXI_HP{i}_ACLK", hp_widths=(32, 64),
+        ddr_seg="S_AXI_HP{i}/HP{i}_DDR_LOWOCM",
         config=lambda mhz, hps: [("PCW_FPGA0_PERIPHERAL_FREQMHZ", f"{mhz:g}"),
                                  ("PCW_USE_M_AXI_GP0", "1")]
         + [kv for i, w in hps for kv in ((f"PCW_USE_S_AXI_HP{i}", "1"),
@@ -81,6 +93,7 @@ _PS = {
         fclk="pl_clk0", fresetn="pl_resetn0", data_space="Data",
         gp="M_AXI_HPM0_FPD", gp_clk="maxihpm0_fpd_aclk",
         hp="S_AXI_HP{i}_FPD", hp_clk="saxihp{i}_fpd_aclk", hp_widths=(32, 64, 128),
+        ddr_seg="SAXIGP{gp}/HP{i}_DDR_LOW",
         config=lambda mhz, hps: [("PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ", f"{mhz:g}"),
                                  ("PSU__USE__M_AXI_GP0", "1"), ("PSU__MAXIGP0__DATA_WIDTH", "32"),
                                  ("PSU__USE__M_AXI_GP1", "0"), ("PSU__USE__M_AXI_GP2", "0")]
@@ -92,6 +105,25 @@ _PS = {
 def vivado_available() -> str | None:
     """The path of ``vivado`` on PATH, or None."""
     return shutil.which("vivado")
+
+
+def hp_port_groups(masters: list[BusPort]) -> list[tuple[int, list[BusPort]]]:
+    """Which AXI masters share which HP port: ``[(hp_index, [masters]), ...]``.
+
+    Up to :data:`HP_PORTS` masters get one HP port each, in signature order. More masters
+    than ports: when their names are those of :data:`ACCEL_HP_GROUPS` (the accelerator
+    top), that grouping; otherwise round robin (master ``k`` on port ``k % 4``). Each HP
+    port's SmartConnect takes its group on ``S00_AXI``, ``S01_AXI``, ... in the order given.
+    """
+    if len(masters) <= HP_PORTS:
+        return [(i, [m]) for i, m in enumerate(masters)]
+    by_name = {m.name: m for m in masters}
+    known = {n for group in ACCEL_HP_GROUPS for n in group}
+    if set(by_name) <= known:
+        groups = [[by_name[n] for n in group if n in by_name] for group in ACCEL_HP_GROUPS]
+    else:
+        groups = [masters[k::HP_PORTS] for k in range(HP_PORTS)]
+    return [(i, g) for i, g in enumerate(groups) if g]
 
 
 # ---- Verilog wrapper ----------------------------------------------------------------------
@@ -216,14 +248,16 @@ def render_build_tcl(component: wiring.Component, target: Target, *, stem: str) 
     masters = [p for p in ports if p.kind == "axi_master"]
     if len(controls) != 1:
         raise ValueError(f"the design needs exactly one AXI4-Lite slave, not {len(controls)}")
-    if len(masters) > HP_PORTS:
-        raise ValueError(f"the design has {len(masters)} AXI masters; the PS has only "
-                         f"{HP_PORTS} HP ports")
+    widths = {m.data_width for m in masters}
+    if len(widths) > 1:
+        raise ValueError(f"the AXI masters have different data widths {sorted(widths)}; "
+                         f"one HP port width per group is assumed")
+    groups = hp_port_groups(masters)
     ctrl = controls[0]
     control_range = max(4096, 1 << ctrl.addr_width, target.control_range)
     board = target.board
-    hps = [(i, m.data_width if m.data_width in ps["hp_widths"] else max(ps["hp_widths"]))
-           for i, m in enumerate(masters)]
+    hps = [(i, g[0].data_width if g[0].data_width in ps["hp_widths"] else max(ps["hp_widths"]))
+           for i, g in groups]
     config = " ".join(f"CONFIG.{k} {{{v}}}" for k, v in ps["config"](board.fabric_mhz, hps))
     psc = ps["cell"]
     acc = ACCEL_INSTANCE
@@ -238,6 +272,8 @@ def render_build_tcl(component: wiring.Component, target: Target, *, stem: str) 
         f"set ip_vlnv {ACCEL_VLNV}",
         f"set control_base 0x{target.control_base:08X}",
         f"set control_range {control_range}",
+        f"set ddr_base 0x{target.ddr_base:08X}",
+        f"set ddr_range 0x{target.ddr_range:08X}",
         f"set stem {stem}",
         f"set bd_name {BD_NAME}",
         "set jobs [expr {[info exists ::env(SPEEDLLM_VIVADO_JOBS)] ? "
@@ -249,6 +285,11 @@ def render_build_tcl(component: wiring.Component, target: Target, *, stem: str) 
         "    set defs [lsort -dictionary [get_ipdefs -all -filter \"VLNV =~ ${prefix}:*\"]]",
         "    if {[llength $defs] == 0} { error \"speedllm: no IP $prefix in this Vivado\" }",
         "    return [lindex $defs end]",
+        "}",
+        "proc ddr_segment {name} {",
+        "    set seg [get_bd_addr_segs $name]",
+        "    if {[llength $seg] == 0} { error \"speedllm: no address segment $name in this PS\" }",
+        "    return $seg",
         "}",
         "",
     ]
@@ -289,17 +330,19 @@ def render_build_tcl(component: wiring.Component, target: Target, *, stem: str) 
     clocked = [f"{psc}/{ps['gp_clk']}", "rst_fabric/slowest_sync_clk", f"{acc}/aclk",
                "ctrl_smc/aclk"]
     resets = [f"{acc}/aresetn", "ctrl_smc/aresetn"]
-    for (i, _), m in zip(hps, masters):
+    lines.append("# AXI masters -> one SmartConnect per HP port -> the PS's DDR.")
+    for i, group in groups:
         smc = f"mem_smc_{i}"
         lines += [
+            f"# HP{i}: " + ", ".join(m.name for m in group),
             f"set smc [create_bd_cell -type ip -vlnv [latest_ipdef xilinx.com:ip:smartconnect] "
             f"{smc}]",
-            "set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI {1}] $smc",
-            f"connect_bd_intf_net [get_bd_intf_pins {acc}/{m.name}] "
-            f"[get_bd_intf_pins {smc}/S00_AXI]",
-            f"connect_bd_intf_net [get_bd_intf_pins {smc}/M00_AXI] "
-            f"[get_bd_intf_pins {psc}/{ps['hp'].format(i=i)}]",
+            f"set_property -dict [list CONFIG.NUM_SI {{{len(group)}}} CONFIG.NUM_MI {{1}}] $smc",
         ]
+        lines += [f"connect_bd_intf_net [get_bd_intf_pins {acc}/{m.name}] "
+                  f"[get_bd_intf_pins {smc}/S{j:02d}_AXI]" for j, m in enumerate(group)]
+        lines += [f"connect_bd_intf_net [get_bd_intf_pins {smc}/M00_AXI] "
+                  f"[get_bd_intf_pins {psc}/{ps['hp'].format(i=i)}]"]
         clocked += [f"{smc}/aclk", f"{psc}/{ps['hp_clk'].format(i=i)}"]
         resets.append(f"{smc}/aresetn")
     lines += [
@@ -313,6 +356,13 @@ def render_build_tcl(component: wiring.Component, target: Target, *, stem: str) 
         f"assign_bd_address -offset $control_base -range $control_range "
         f"-target_address_space [get_bd_addr_spaces {psc}/{ps['data_space']}] "
         f"[get_bd_addr_segs {acc}/{ctrl.name}/reg0] -force",
+    ]
+    for i, group in groups:
+        seg = f"{psc}/{ps['ddr_seg'].format(i=i, gp=i + 2)}"
+        lines += [f"assign_bd_address -offset $ddr_base -range $ddr_range "
+                  f"-target_address_space [get_bd_addr_spaces {acc}/{m.name}] "
+                  f"[ddr_segment {seg}] -force" for m in group]
+    lines += [
         "assign_bd_address",
         "set map [open [file join $out_dir address_map.txt] w]",
         f"foreach space [list {psc}/{ps['data_space']} "
@@ -397,6 +447,7 @@ def write_vivado_project(component: wiring.Component, target: Target | str,
         (out / name).write_text(text)
     (out / "build.sh").chmod(0o755)
     ctrl = next(p for p in ports if p.kind == "axil_slave")
+    groups = hp_port_groups([p for p in ports if p.kind == "axi_master"])
     manifest = {
         "target": target.name, "flow": "vivado", "part": target.part,
         "board_part": target.board_part, "ps": _PS[target.ps]["ip"],
@@ -405,8 +456,11 @@ def write_vivado_project(component: wiring.Component, target: Target | str,
         "control": {"port": ctrl.name, "base": target.control_base,
                     "range": max(4096, 1 << ctrl.addr_width, target.control_range)},
         "ddr": {"base": target.ddr_base, "range": target.ddr_range},
-        "masters": [{"port": p.name, "hp": i, "data_width": p.data_width}
-                    for i, p in enumerate(q for q in ports if q.kind == "axi_master")],
+        "masters": [{"port": m.name, "hp": i, "interconnect": f"mem_smc_{i}",
+                     "slave_port": f"S{j:02d}_AXI", "data_width": m.data_width,
+                     "reads": m.reads, "writes": m.writes}
+                    for i, group in groups for j, m in enumerate(group)],
+        "hp_ports": [{"hp": i, "masters": [m.name for m in group]} for i, group in groups],
         "bit": f"{stem}.bit", "hwh": f"{stem}.hwh",
         "files": sorted(files) + ["target.json"],
     }

@@ -1,7 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """`speedllm bitstream` and `speedllm flash`: folders, messages, exit codes and the off-board
-error paths; the ID check of `flash` on PYNQ's simulated device. ~15 s; the real ECP5 build
-through the CLI is @slow (~2-4 min)."""
+error paths; the default design (the accelerator top) written as a PYNQ-Z2 project; the ECP5
+time limit; the ID check of `flash` on PYNQ's simulated device. ~60 s on a busy machine
+(one Verilog conversion of the accelerator top, ~20-50 s); the real ECP5 build through the
+CLI is @slow (dma_copy, ~2-4 min)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def test_vivado_target_without_vivado_writes_the_project(capsys, tmp_path, monke
     import speedllm.bitstreams.vivado as vivado
     monkeypatch.setattr(vivado, "vivado_available", lambda: None)
     out = tmp_path / "pynq"
-    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "pynq-z2", "--out", str(out))
+    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "pynq-z2", "--out", str(out),
+                              "--top", "dma_copy")
     assert rc == 0, err
     assert "Vivado is not installed" in stdout and "stopped before synthesis" in stdout
     manifest = json.loads((out / "target.json").read_text())
@@ -49,7 +52,8 @@ def test_vivado_target_without_vivado_writes_the_project(capsys, tmp_path, monke
         assert (out / name).is_file()
     assert not list(out.glob("*.bit")) and not list(out.glob("*.hwh"))
     # Our own folder may be written again without --force.
-    rc, _, err = run_cli(capsys, "bitstream", "--target", "pynq-z2", "--out", str(out))
+    rc, _, err = run_cli(capsys, "bitstream", "--target", "pynq-z2", "--out", str(out),
+                         "--top", "dma_copy")
     assert rc == 0, err
 
 
@@ -57,12 +61,13 @@ def test_refuses_a_foreign_non_empty_folder(capsys, tmp_path, monkeypatch):
     import speedllm.bitstreams.vivado as vivado
     monkeypatch.setattr(vivado, "vivado_available", lambda: None)
     (tmp_path / "precious.txt").write_text("keep me")
-    rc, _, err = run_cli(capsys, "bitstream", "--target", "kv260", "--out", str(tmp_path))
+    rc, _, err = run_cli(capsys, "bitstream", "--target", "kv260", "--out", str(tmp_path),
+                         "--top", "dma_copy")
     assert rc == 1
     assert "not empty" in one_error_line(err) and "--force" in err
     assert not (tmp_path / "build.tcl").exists()
     rc, _, err = run_cli(capsys, "bitstream", "--target", "kv260", "--out", str(tmp_path),
-                         "--force")
+                         "--force", "--top", "dma_copy")
     assert rc == 0, err
     assert (tmp_path / "build.tcl").is_file()
     assert (tmp_path / "precious.txt").read_text() == "keep me"
@@ -70,11 +75,52 @@ def test_refuses_a_foreign_non_empty_folder(capsys, tmp_path, monkeypatch):
 
 def test_no_run_and_default_out_dir(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "zcu104", "--no-run")
+    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "zcu104", "--no-run",
+                              "--top", "dma_copy")
     assert rc == 0, err
     folder = tmp_path / "build" / "bitstreams" / "zcu104"
     assert (folder / "build.sh").is_file() and "--no-run" in stdout
     assert TARGETS["zcu104"].part in (folder / "build.tcl").read_text()
+
+
+def test_default_design_is_the_accelerator_on_four_hp_ports(capsys, tmp_path, monkeypatch):
+    """What `make bitstream TARGET=pynq-z2` does: the real top's complete project."""
+    import speedllm.bitstreams.vivado as vivado
+    from speedllm.bitstreams.targets import DEFAULT_TOP, bus_ports, make_top
+    from speedllm.commands import bitstream
+    monkeypatch.setattr(vivado, "vivado_available", lambda: None)
+    parser = __import__("argparse").ArgumentParser()
+    bitstream.add_arguments(parser)
+    assert parser.parse_args(["--target", "pynq-z2"]).top == DEFAULT_TOP == "accel"
+    out = tmp_path / "pynq"
+    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "pynq-z2", "--out", str(out))
+    assert rc == 0, err
+    manifest = json.loads((out / "target.json").read_text())
+    for name in manifest["files"]:
+        assert (out / name).is_file()
+    top = make_top("accel", "pynq-z2")
+    masters = [p.name for p in bus_ports(top) if p.kind == "axi_master"]
+    assert sorted(m["port"] for m in manifest["masters"]) == sorted(masters)
+    assert [g["hp"] for g in manifest["hp_ports"]] == list(range(vivado.HP_PORTS))
+    assert [g["masters"] for g in manifest["hp_ports"]] == [list(g) for g in
+                                                            vivado.ACCEL_HP_GROUPS]
+    core = (out / f"{vivado.CORE_MODULE}.v").read_text()
+    assert f"module {vivado.CORE_MODULE}(" in core.replace(" (", "(")
+    assert all(f"m_{n}__araddr" in core for n in ("cmd", "rd0", "rd1", "w", "s", "att"))
+    assert all(f"m_{n}__awaddr" in core for n in ("wr0", "kv"))
+    assert (out / "build.tcl").read_text() == vivado.render_build_tcl(
+        top, TARGETS["pynq-z2"], stem=manifest["bit"][:-4])
+
+
+def test_ecp5_time_limit_is_one_error_line(capsys, tmp_path):
+    rc, stdout, err = run_cli(capsys, "bitstream", "--target", "ulx3s-85f", "--top", "dma_copy",
+                              "--out", str(tmp_path), "--timeout", "1", "--no-cache")
+    assert rc == 1
+    assert "did not finish within 1 s" in one_error_line(err)
+    assert not list(tmp_path.glob("*.bit"))
+    rc, _, err = run_cli(capsys, "bitstream", "--target", "ulx3s-85f", "--out", str(tmp_path),
+                         "--timeout", "0")
+    assert rc == 1 and "--timeout must be positive" in one_error_line(err)
 
 
 def test_unknown_target_is_a_usage_error(capsys):
@@ -86,7 +132,7 @@ def test_unknown_target_is_a_usage_error(capsys):
 @pytest.mark.slow
 def test_ecp5_build_prints_fmax(capsys, tmp_path):
     rc, stdout, err = run_cli(capsys, "bitstream", "--target", "ulx3s-85f",
-                              "--out", str(tmp_path))
+                              "--top", "dma_copy", "--out", str(tmp_path))
     assert rc == 0, err
     summary = json.loads(next(tmp_path.glob("*.summary.json")).read_text())
     assert f"Fmax {summary['fmax_mhz']:.2f} MHz" in stdout

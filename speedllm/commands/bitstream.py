@@ -1,20 +1,31 @@
 """Build a bitstream (ECP5, here) or write the Vivado project that builds one (Zynq boards).
 
+Designs (--top): accel (default), the whole accelerator (speedllm.hw.accel_top at
+TOP_CONFIG: one AXI-Lite slave, eight AXI4 masters); dma_copy, a small test design with
+the same kind of bus interface.
+
 Targets:
   ulx3s-85f  ECP5 LFE5U-85F: a real build with the open YoWASP tools (yosys synth_ecp5,
-             nextpnr-ecp5, ecppack). Writes <name>.bit, nextpnr's report and a summary;
-             prints Fmax and LUT4/FF/DP16KD/MULT18 use. Builds are cached by content.
+             nextpnr-ecp5, ecppack), at low priority and under --timeout. Writes
+             <top>_ulx3s_85f.bit, nextpnr's report and a summary; prints Fmax and
+             LUT4/FF/DP16KD/MULT18 use. A design that does not fit fails with the resources
+             that overflow. Builds are cached by content. The accelerator top takes well
+             over an hour on a busy 2-core machine (try --router router2); dma_copy a few
+             minutes.
   pynq-z2    xc7z020 (Zynq-7000), kv260 (xck26, Kria), zcu104 (xczu7ev): writes the
              Verilog, build.tcl (IP packaging, block design with the PS, address map,
              synthesis, implementation, write_bitstream, .hwh) and build.sh. With Vivado on
              PATH it then runs build.sh; without Vivado it says so and stops before
              synthesis, exit status 0 ("project written"). No .bit is ever faked.
+             The accelerator's eight masters share the four HP ports through SmartConnects:
+             HP0 m_w (weights, alone), HP1 m_s+m_cmd, HP2 m_rd0+m_rd1+m_att, HP3 m_wr0+m_kv.
 
 --out defaults to build/bitstreams/<target>/. A folder that exists, is not empty and was
 not written by this command is refused unless --force.
 
 Examples:
   speedllm bitstream --target ulx3s-85f
+  speedllm bitstream --target ulx3s-85f --top dma_copy
   speedllm bitstream --target pynq-z2 --out build/pynq
 """
 
@@ -32,13 +43,14 @@ MARKER = ".speedllm-bitstream"       # marks a folder this command wrote
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from speedllm.bitstreams.targets import TARGETS, TOPS
+    from speedllm.bitstreams.ecp5 import DEFAULT_TIMEOUT_S, ROUTERS
+    from speedllm.bitstreams.targets import DEFAULT_TOP, TARGETS, TOPS
     parser.add_argument("--target", required=True, choices=list(TARGETS),
                         help="the board")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default build/bitstreams/<target>/)")
-    parser.add_argument("--top", default="dma_copy", choices=list(TOPS),
-                        help="the design to build (default dma_copy)")
+    parser.add_argument("--top", default=DEFAULT_TOP, choices=list(TOPS),
+                        help=f"the design to build (default {DEFAULT_TOP})")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty folder this command did not create")
     parser.add_argument("--no-run", action="store_true",
@@ -47,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (ECP5)")
     parser.add_argument("--no-cache", action="store_true",
                         help="ECP5: build again even if a cached build matches")
+    parser.add_argument("--router", choices=ROUTERS, default=None,
+                        help="ECP5: nextpnr's router (default: nextpnr's own, router1)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"ECP5: give up (and kill the tools) after this long "
+                             f"(default {DEFAULT_TIMEOUT_S} s)")
 
 
 def prepare_out_dir(out: Path, target: str, force: bool) -> None:
@@ -65,10 +82,15 @@ def _ecp5(args, out: Path) -> int:
     from speedllm.bitstreams.targets import make_top
     design = make_top(args.top, args.target)
     name = f"{args.top}_{args.target.replace('-', '_')}"
+    if args.timeout <= 0:
+        raise InputError(f"--timeout must be positive, not {args.timeout:g}")
+    took = ("over an hour on a busy 2-core machine" if args.top == "accel"
+            else "a few minutes")
     print(f"bitstream: {args.target}: building {args.top} (synth_ecp5, nextpnr-ecp5, "
-          f"ecppack; a few minutes)...", flush=True)
+          f"ecppack; {took}, at most {args.timeout:g} s)...", flush=True)
     try:
-        s = build_ecp5(design, out, name=name, seed=args.seed, use_cache=not args.no_cache)
+        s = build_ecp5(design, out, name=name, seed=args.seed, use_cache=not args.no_cache,
+                       timeout_s=args.timeout, router=args.router)
     except RuntimeError as e:
         raise AcceleratorError(str(e).splitlines()[0] + f" (logs in {out})") from None
     u = s["utilization"]

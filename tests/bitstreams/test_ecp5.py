@@ -1,12 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """The ECP5 (ULX3S-85F) open flow: the PLL setting, the build plan's files and commands
-(fast, ~10 s: no tools run), and (slow, ~2-4 min) a real yosys/nextpnr/ecppack build of
-dma_copy whose summary is checked against nextpnr's own report."""
+(fast, ~10 s: no tools run), the time limit (the tools are started and killed, ~10 s), the
+"does not fit" message, and (slow, ~2-4 min) a real yosys/nextpnr/ecppack build of
+dma_copy whose summary is checked against nextpnr's own report. The real build of the
+accelerator top (an hour or more here) is not a test: its figures are in docs/bitstreams.md."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from speedllm.bitstreams.ecp5 import (OSC_MHZ, build_ecp5, ecp5_build_plan, pll_parameters,
+import speedllm.bitstreams.ecp5 as ecp5
+from speedllm.bitstreams.ecp5 import (OSC_MHZ, BuildTimeout, build_ecp5, ecp5_build_plan,
+                                      overflowing, parse_utilisation, pll_parameters,
                                       summarise_report, tool_environment)
 from speedllm.bitstreams.targets import TARGETS, make_top
 from speedllm.hw import csr
@@ -84,6 +89,17 @@ def test_build_plan_files_and_commands():
     assert "scratch" in ys
 
 
+def test_router_option_reaches_nextpnr():
+    def nextpnr_line(plan):
+        return next(line for line in plan.files["build_tiny.sh"].splitlines()
+                    if "NEXTPNR_ECP5" in line and "--json" in line)
+    assert "--router" not in nextpnr_line(ecp5_build_plan(tiny_design(), name="tiny"))
+    assert "--router router2" in nextpnr_line(ecp5_build_plan(tiny_design(), name="tiny",
+                                                              router="router2"))
+    with pytest.raises(ValueError, match="router must be one of"):
+        ecp5_build_plan(tiny_design(), name="tiny", router="router3")
+
+
 def test_tool_environment_uses_yowasp():
     env = tool_environment()
     bindir = Path(sys.executable).parent
@@ -117,3 +133,65 @@ def test_dma_copy_builds_a_bitstream(tmp_path, monkeypatch):
     again = build_ecp5(make_top("dma_copy", "ulx3s-85f"), tmp_path / "again", name="dma_copy")
     assert again["cached"] and again["fmax_mhz"] == summary["fmax_mhz"]
     assert (tmp_path / "again" / "dma_copy.bit").read_bytes() == bit
+
+
+def _group_alive(pgid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_time_limit_stops_the_tools(tmp_path, monkeypatch):
+    """A real build started with a 1 s limit: one-line error, no tool left running, the
+    log kept, nothing cached."""
+    monkeypatch.setenv("SPEEDLLM_BITSTREAM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(BuildTimeout, match=r"did not finish within 1 s") as e:
+        build_ecp5(tiny_design(), tmp_path / "out", name="tiny", timeout_s=1)
+    deadline = time.monotonic() + 10          # SIGKILLed processes take a moment to go
+    while _group_alive(e.value.pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _group_alive(e.value.pgid) == []
+    assert (tmp_path / "out" / "build.log").exists()
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def _utilisation_table(util: dict) -> str:
+    """nextpnr's "Device utilisation:" table, in its own layout, for ``util``."""
+    rows = [f"Info: \t{cell:>20}: {used:>7}/{avail:>7} {100 * used // avail:>5}%"
+            for cell, (used, avail) in util.items()]
+    return "\n".join(["Info: Packing done.", "Info: Device utilisation:", *rows, "",
+                      "Info: Placed 4 cells based on constraints."])
+
+
+def test_utilisation_table_is_parsed_and_overflow_named():
+    util = {"TRELLIS_IO": (4, 365), "DP16KD": (250, 208), "MULT18X18D": (12, 156),
+            "TRELLIS_FF": (9000, 83640), "TRELLIS_COMB": (90001, 83640)}
+    log = _utilisation_table({"TRELLIS_COMB": (1, 83640)}) + "\n" + _utilisation_table(util)
+    assert parse_utilisation(log) == util                  # the last table counts
+    assert overflowing(util) == {"DP16KD": (250, 208), "LUT4": (90001, 83640)}
+    assert overflowing({k: v for k, v in util.items() if v[0] <= v[1]}) == {}
+
+
+def test_a_design_that_does_not_fit_fails_with_the_overflow(tmp_path, monkeypatch):
+    """The tools are replaced by a stand-in that fails after writing nextpnr's table."""
+    monkeypatch.setenv("SPEEDLLM_BITSTREAM_CACHE", str(tmp_path / "cache"))
+    util = {"DP16KD": (300, 208), "TRELLIS_COMB": (80000, 83640)}
+
+    def fake_tools(work, script, timeout_s):
+        name = script[len("build_"):-len(".sh")]
+        (work / f"{name}.tim").write_text(_utilisation_table(util) + "\nERROR: no BELs\n")
+        return 1, "nextpnr failed\n"
+    monkeypatch.setattr(ecp5, "_run_tools", fake_tools)
+    with pytest.raises(RuntimeError) as e:
+        build_ecp5(tiny_design(), tmp_path / "out", name="tiny")
+    first = str(e.value).splitlines()[0]
+    used, avail = util["DP16KD"]
+    assert first == (f"the design does not fit the {TARGETS['ulx3s-85f'].part}: DP16KD "
+                     f"{used}/{avail} (+{used - avail}, {100 * used / avail:.0f}%)")
+    assert (tmp_path / "out" / "tiny.tim").exists()

