@@ -123,6 +123,14 @@ def test_ecp5_time_limit_is_one_error_line(capsys, tmp_path):
     assert rc == 1 and "--timeout must be positive" in one_error_line(err)
 
 
+def test_ecp5_clock_the_pll_cannot_make_is_one_error_line(capsys, tmp_path):
+    rc, _, err = run_cli(capsys, "bitstream", "--target", "ulx3s-85f", "--top", "dma_copy",
+                         "--out", str(tmp_path), "--clock", "40")
+    assert rc == 1
+    assert "--clock 40: no EHXPLLL setting makes exactly 40" in one_error_line(err)
+    assert not list(tmp_path.glob("*.bit"))
+
+
 def test_unknown_target_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["bitstream", "--target", "arty"])

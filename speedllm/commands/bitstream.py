@@ -26,6 +26,7 @@ not written by this command is refused unless --force.
 Examples:
   speedllm bitstream --target ulx3s-85f
   speedllm bitstream --target ulx3s-85f --top dma_copy
+  speedllm bitstream --target ulx3s-85f --clock 25 --router router2
   speedllm bitstream --target pynq-z2 --out build/pynq
 """
 
@@ -61,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ECP5: build again even if a cached build matches")
     parser.add_argument("--router", choices=ROUTERS, default=None,
                         help="ECP5: nextpnr's router (default: nextpnr's own, router1)")
+    parser.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                        help="ECP5: fabric clock the PLL makes from the 25 MHz oscillator and "
+                             "nextpnr's constraint (default: the board profile's, 100 MHz; "
+                             "e.g. 25, 37.5, 50)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help=f"ECP5: give up (and kill the tools) after this long "
                              f"(default {DEFAULT_TIMEOUT_S} s)")
@@ -84,13 +89,20 @@ def _ecp5(args, out: Path) -> int:
     name = f"{args.top}_{args.target.replace('-', '_')}"
     if args.timeout <= 0:
         raise InputError(f"--timeout must be positive, not {args.timeout:g}")
+    if args.clock is not None:
+        from speedllm.bitstreams.ecp5 import OSC_MHZ, pll_parameters
+        try:
+            pll_parameters(OSC_MHZ, args.clock)
+        except ValueError as e:
+            raise InputError(f"--clock {args.clock:g}: {e}") from None
     took = ("over an hour on a busy 2-core machine" if args.top == "accel"
             else "a few minutes")
     print(f"bitstream: {args.target}: building {args.top} (synth_ecp5, nextpnr-ecp5, "
           f"ecppack; {took}, at most {args.timeout:g} s)...", flush=True)
     try:
         s = build_ecp5(design, out, name=name, seed=args.seed, use_cache=not args.no_cache,
-                       timeout_s=args.timeout, router=args.router)
+                       timeout_s=args.timeout, router=args.router,
+                       fabric_mhz=args.clock)
     except RuntimeError as e:
         raise AcceleratorError(str(e).splitlines()[0] + f" (logs in {out})") from None
     u = s["utilization"]
