@@ -62,35 +62,35 @@ class Overheads:
     command_issue
         Sequencer fetch/decode, unit start and done handshake per command (assumed).
     matvec_fill
-        A row result leaves the MatVec engine ``10 + log2(L)`` cycles after its last weight
+        A row result leaves the MatVec engine ``13 + log2(L)`` cycles after its last weight
         beat, plus 2 in its output FIFO (``hw/matvec.py`` docstring); ``log2(L)`` is added.
     epilogue_fill
         Extra latency per step fused into a matvec epilogue (RoPE pair register, residual
         join, SwiGLU, KV write) (assumed).
     elementwise_fill
-        Pipeline depth of a stand-alone element-wise unit (RoPE 4, embedding 3, residual 1:
-        the ``hw`` docstrings; 4 used for all).
+        Pipeline depth of a stand-alone element-wise unit (RoPE 6, embedding 5, SwiGLU 10,
+        residual 1: the ``hw`` docstrings; 6 used for all).
     rmsnorm_fixed
-        RmsNorm beyond ``3 n``: ``8`` + up to 15 normalization cycles + the divider's ``30``
-        (``hw/rmsnorm.py``); ``ceil_log2(n + 1)`` is added.
+        RmsNorm beyond ``3 n``: ``30`` (passes, up to 15 normalization cycles) + the
+        divider's ``30`` (``hw/rmsnorm.py``); ``ceil_log2(n + 1)`` is added.
     attention_drain
-        Drain of the score pass (~8) plus the weighted-sum pass (~10) (``hw/attention_core.py``).
+        Drain of the score pass (~9) plus the weighted-sum pass (~14) (``hw/attention_core.py``).
     attention_per_head
         Reciprocal per head (``dividend_bits + 5``, about 37).
     attention_per_value
-        Output stage: 3 cycles per value.
+        Output stage: one value per cycle (``hw/attention_core.py``).
     core_scale
         Multiplies the overlapped core term (1.0 uncalibrated).
     """
 
     command_issue: float = 16.0
-    matvec_fill: float = 12.0
+    matvec_fill: float = 15.0
     epilogue_fill: float = 4.0
-    elementwise_fill: float = 4.0
-    rmsnorm_fixed: float = 53.0
-    attention_drain: float = 18.0
+    elementwise_fill: float = 6.0
+    rmsnorm_fixed: float = 60.0
+    attention_drain: float = 23.0
     attention_per_head: float = 37.0
-    attention_per_value: float = 3.0
+    attention_per_value: float = 1.0
     core_scale: float = 1.0
 
 
