@@ -56,6 +56,8 @@ __all__ = ["Variant", "ABLATION_VARIANTS", "ALL_ON", "CycleFigures", "SOURCES",
            "energy_sources"]
 
 SOURCES = ("model", "rtl")
+#: (MatVec lanes, attention lanes) of the accelerator top (``hw/accel_top.py``).
+RTL_LANES = (8, 4)
 _ALIASES = {"tinyllama-1.1b": "tinyllama"}
 REAL_CHECKPOINTS = {"stories260K": "stories260K.bin"}
 
@@ -223,6 +225,10 @@ def bench(shape: str | ModelArgs, board: str | BoardProfile, *, source: str = "m
     for name, v in (("lanes", lanes), ("attention_lanes", attention_lanes)):
         if not isinstance(v, int) or v < 1:
             raise InputError(f"{name} must be a positive integer, not {v!r}")
+    if source == "rtl" and (lanes, attention_lanes) != RTL_LANES:
+        raise InputError(f"the RTL is built with {RTL_LANES[0]} MatVec lanes and "
+                         f"{RTL_LANES[1]} attention lanes (one 64-bit beat); other lane "
+                         f"counts exist only in the model source")
     pos = args.seq_len // 2 if pos is None else pos
     if not 0 <= pos < args.seq_len:
         raise InputError(f"pos must be in [0, {args.seq_len}) for this shape, not {pos}")
