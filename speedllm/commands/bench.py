@@ -13,10 +13,14 @@ stories110M, tinyllama (shapes only: no weight file is made), or a checkpoint pa
 reuse (each alone) and all, and gives speedup = naive cycles / all cycles and
 energy_ratio = naive J / all J.
 
+--check-model runs the step on the RTL (measured) and the analytical cycle model
+(estimated) and prints the model's error per command class and in total.
+
 Examples:
   speedllm bench --shape stories15M --board pynq-z2 --json
   speedllm bench --shape stories110M --board zcu104 --lanes 64
   speedllm bench --ablation --shape stories15M --board pynq-z2 --json
+  speedllm bench --check-model --shape stories260K --board pynq-z2 --pos 256
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cycle figures from the analytical model (default) or the RTL")
     parser.add_argument("--ablation", action="store_true",
                         help="naive, stream, fuse, reuse, all variants and their ratios")
+    parser.add_argument("--check-model", action="store_true",
+                        help="compare the cycle model with the RTL's measured cycles "
+                             "(builds the RTL for the shape: minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--lanes", type=int, default=8, help="MatVec MAC lanes (default 8)")
     parser.add_argument("--attention-lanes", type=int, default=4,
@@ -118,7 +125,17 @@ def run(args: argparse.Namespace) -> int:
     def progress(msg):
         if args.source == "rtl":          # the model source is instant
             print(f"bench: {msg}", file=sys.stderr, flush=True)
-    if args.ablation:
+    if args.check_model:
+        from speedllm.errors import InputError
+        from speedllm.ops.model_check import check_model, format_check
+        if args.ablation:
+            raise InputError("--check-model and --ablation are separate runs; pick one")
+        result = check_model(args.shape, args.board, pos=args.pos, lanes=args.lanes,
+                             attention_lanes=args.attention_lanes,
+                             progress=lambda m: print(f"bench: {m}", file=sys.stderr,
+                                                      flush=True))
+        text = format_check(result)
+    elif args.ablation:
         result = ablation(args.shape, args.board, progress=progress, **kw)
         text = _ablation_table(result)
     else:
