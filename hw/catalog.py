@@ -7,6 +7,10 @@ Adding a component is one line in :data:`CATALOG`::
 
 The module is imported only when the entry is built, so a broken or missing module only
 affects its own entry.
+
+:data:`TOPS` holds the whole accelerator at model-sized configurations. They take many
+minutes per tool run, so they are measured only when named (``speedllm hw-report
+--component accel_top_15m``), never as part of "all components".
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-__all__ = ["Entry", "CATALOG", "build"]
+__all__ = ["Entry", "CATALOG", "TOPS", "lookup", "build"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,28 @@ CATALOG: dict[str, Entry] = {
 }
 
 
+def accel_top(shape: str):
+    """The accelerator top configured for a model shape of
+    :data:`speedllm.ops.graph.MODEL_SHAPES` (stories260K: :data:`~.accel_top.TOP_CONFIG`),
+    the configuration the rtl backend and ``bench --source rtl`` build for it."""
+    from speedllm.host.rtl import hardware_config_for
+    from speedllm.ops.graph import MODEL_SHAPES
+    from .accel_top import TOP_CONFIG, AcceleratorTop
+    config = TOP_CONFIG if shape == "stories260K" else hardware_config_for(MODEL_SHAPES[shape])
+    return AcceleratorTop(config)
+
+
+TOPS: dict[str, Entry] = {
+    "accel_top_260k": Entry("speedllm.hw.catalog", "accel_top", "stories260K"),
+    "accel_top_15m": Entry("speedllm.hw.catalog", "accel_top", "stories15M"),
+}
+
+
+def lookup(name: str) -> Entry:
+    """The entry ``name`` of :data:`CATALOG` or :data:`TOPS` (``KeyError`` otherwise)."""
+    return CATALOG[name] if name in CATALOG else TOPS[name]
+
+
 def build(name: str):
-    """A fresh component of the catalogue entry ``name``."""
-    return CATALOG[name].build()
+    """A fresh component of the catalogue entry ``name`` (a component or a whole top)."""
+    return lookup(name).build()

@@ -263,12 +263,12 @@ def report(names=None, *, fmax: bool = False, resources: bool = True, freq: floa
     route exceeds ``timeout`` seconds (or fails) gets ``"ecp5": {"error": ...}`` and the
     others still run. ``progress(message)`` hears of every step and its result.
     """
-    from .catalog import CATALOG, build
+    from .catalog import CATALOG, TOPS, build, lookup
     names = list(CATALOG) if names is None else list(names)
-    unknown = [n for n in names if n not in CATALOG]
+    unknown = [n for n in names if n not in CATALOG and n not in TOPS]
     if unknown:
         raise KeyError(f"unknown component(s) {', '.join(unknown)}; known: "
-                       f"{', '.join(CATALOG)}")
+                       f"{', '.join([*CATALOG, *TOPS])}")
     out = {"xilinx_family": "xc7" if resources else None,
            "ecp5_device": "LFE5U-85F-CABGA381" if fmax else None,
            "ecp5_seed": seed if fmax else None, "ecp5_constraint_mhz": freq if fmax else None,
@@ -279,7 +279,7 @@ def report(names=None, *, fmax: bool = False, resources: bool = True, freq: floa
             progress(message)
 
     for k, n in enumerate(names, 1):
-        entry = {"factory": CATALOG[n].describe()}
+        entry = {"factory": lookup(n).describe()}
         tag = f"[{k}/{len(names)}] {n}"
         if resources:
             say(f"{tag}: synth_xilinx ...")

@@ -9,10 +9,14 @@ one-pin-in, one-pin-out register harness), printed as a table at the end. Both t
 under `nice`. Results are cached by the hash of the Verilog and the options (build/synth/),
 so a second run is instant.
 
+The whole accelerator top at a model's configuration (accel_top_260k, accel_top_15m) is
+measured only when named: its synthesis takes many minutes.
+
 Examples:
   speedllm hw-report --out report/hw.json --components axi_read_master_64 --fmax
   speedllm hw-report --out report/fmax.json --fmax --no-resources \\
       --component matvec_l8 --component rmsnorm_2048 --table report/fmax.md
+  speedllm hw-report --out report/top15m.json --component accel_top_15m
 """
 
 from __future__ import annotations
@@ -76,13 +80,15 @@ def _resource_line(name: str, entry: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speedllm.hw.catalog import CATALOG
+    from speedllm.hw.catalog import CATALOG, TOPS
     from speedllm.hw.synth import fmax_table, report
     if args.list:
         for name, entry in CATALOG.items():
             print(f"{name:24s} {entry.describe()}")
+        for name, entry in TOPS.items():
+            print(f"{name:24s} {entry.describe()}  [whole top: only when named]")
         return 0
-    names = _names(args, CATALOG)
+    names = _names(args, {**CATALOG, **TOPS})
     if args.freq <= 0:
         raise InputError(f"--freq must be positive, not {args.freq}")
     if args.pnr_timeout is not None and args.pnr_timeout <= 0:

@@ -75,6 +75,21 @@ def test_catalog_entries_build():
         assert isinstance(component, wiring.Component), name
 
 
+def test_whole_tops_are_named_entries_outside_the_default_set():
+    """The model-sized tops are buildable by name but never part of "all components"."""
+    from speedllm.host.rtl import hardware_config_for
+    from speedllm.hw.accel_top import TOP_CONFIG
+    from speedllm.ops.graph import MODEL_SHAPES
+    assert not set(catalog.TOPS) & set(catalog.CATALOG)
+    small, top = catalog.build("accel_top_260k"), catalog.build("accel_top_15m")
+    small._MustUse__silence = top._MustUse__silence = True     # built only to be checked
+    assert small.config == TOP_CONFIG
+    assert top.config == hardware_config_for(MODEL_SHAPES["stories15M"])
+    assert top.config.n_heads == 6 and top.config.max_rows >= 32000
+    with pytest.raises(KeyError):
+        catalog.lookup("accel_top_7b")
+
+
 def test_harness_keeps_two_pins():
     from amaranth.back import verilog
     text = verilog.convert(synth.IoHarness(StreamFifo(8, 4)), name="h")
