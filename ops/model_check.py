@@ -67,7 +67,7 @@ def check_model(shape, board, *, pos: int | None = None, variant: Variant = ALL_
             "tolerance": TOLERANCE, "classes": classes,
             "rtl_source": "measured (RTL cycle counters, Verilator harness)",
             "model_source": "estimated (analytical cycle model)",
-            "notes": rtl.get("notes", [])}
+            "notes": rtl.get("notes", []), "rtl_figures": rtl}
 
 
 def format_check(c: dict) -> str:

@@ -29,14 +29,19 @@ from pathlib import Path
 
 from .bench import ablation, bench, energy_sources
 from .boards import board_names, get_board
+from .model_check import check_model
 from .sweep import grid, pareto_front, run_sweep
 
-__all__ = ["environment", "build_report", "DEFAULT_SWEEP", "LONG_SWEEP"]
+__all__ = ["environment", "build_report", "DEFAULT_SWEEP", "LONG_SWEEP", "DEFAULT_CHECKS",
+           "LONG_CHECKS"]
 
 DEFAULT_SHAPES = ("stories260K", "stories15M", "stories110M")
 LONG_SHAPES = ("stories260K", "stories15M", "stories42M", "stories110M", "tinyllama")
 DEFAULT_ABLATIONS = (("stories15M", "pynq-z2"), ("stories110M", "zcu104"),
                      ("stories260K", "pynq-z2"))
+#: (shape, board) pairs whose decode step runs on the RTL to check the cycle model.
+DEFAULT_CHECKS = (("stories260K", "pynq-z2"),)
+LONG_CHECKS = (("stories260K", "pynq-z2"), ("stories15M", "pynq-z2"))
 DEFAULT_SWEEP = dict(models=("stories15M",), boards=("pynq-z2", "kv260", "zcu104"),
                      lanes=(4, 8, 16, 32, 64, 128), scratchpad_kib=(2, 4, 16),
                      attention_lanes=(4, 16))
@@ -264,13 +269,16 @@ def _fig_line(name: str | None, title: str, why: str | None) -> str:
 def build_report(out_dir, *, source: str = "model", long: bool = False,
                  resources=None, workers: int | None = None, shapes=None, boards=None,
                  ablations=None, sweep: dict | None = None, executor=None,
-                 lanes: int = 8, progress=None) -> dict:
+                 lanes: int = 8, checks=None, progress=None) -> dict:
     """Write the report into ``out_dir`` (see the module docstring); returns its data.
 
     ``shapes``, ``boards``, ``ablations`` (``(shape, board)`` pairs) and ``sweep``
     (:func:`speedllm.ops.sweep.grid` keywords) override the defaults (``long`` picks the
     larger defaults); ``workers``/``executor`` go to :func:`run_sweep`; ``resources`` is a
-    ``speedllm hw-report`` JSON file.
+    ``speedllm hw-report`` JSON file. ``checks``: ``(shape, board)`` pairs whose step runs
+    on the RTL (measured) against the cycle model (:func:`speedllm.ops.model_check.
+    check_model`); default :data:`DEFAULT_CHECKS` (:data:`LONG_CHECKS` with ``long``),
+    ``()`` for none.
     """
     say = progress or (lambda msg: None)
     out = Path(out_dir)
@@ -297,6 +305,9 @@ def build_report(out_dir, *, source: str = "model", long: bool = False,
         say(f"ablation {shape} on {board} ({i}/{len(ablations)})")
         abls.append(ablation(shape, board, source=source, lanes=lanes))
     data["ablation"] = abls
+    checks = list(checks if checks is not None else LONG_CHECKS if long else DEFAULT_CHECKS)
+    data["model_check"] = [check_model(shape, board, progress=say)     # the RTL's lanes
+                           for shape, board in checks]
     points = grid(**sweep)
     where = "the given executor" if executor else f"{workers or 'all local'} worker processes"
     say(f"sweep: {len(points)} design points (analytical) on {where}")
@@ -341,6 +352,34 @@ def _point_label(r) -> str:
             f"{r.tok_s:.1f}, {r.dsp}, {r.bram}")
 
 
+def _check_section(checks) -> list[str]:
+    """The RTL-measured steps and the cycle model's error against them."""
+    L = ["## Measured on the RTL, and the cycle model's error", ""]
+    if not checks:
+        return L + ["Not included (`--no-rtl-check`): no step was run on the RTL.", ""]
+    L.append("Cycles per token **measured** on the accelerator RTL (Verilator harness, the "
+             "board's DRAM model, the RTL's 8 MatVec and 4 attention lanes); tok/s projects "
+             "them at the board profile's clock (estimated). Model error = model / RTL - 1 "
+             "(`speedllm bench --check-model` gives it per command class).")
+    L += ["", _table(["shape", "board", "pos", "RTL cycles/token", "tok/s", "roofline "
+                      "fraction", "model cycles/token", "model error", "worst class"],
+                     [[c["shape"], c["board"], c["pos"], f"{c['rtl_cycles_per_token']:,.0f}",
+                       f"{c['rtl_figures']['tok_per_s']:.2f}",
+                       f"{c['rtl_figures']['roofline_fraction']:.3f}",
+                       f"{c['model_cycles_per_token']:,.0f}", f"{100 * c['error']:+.1f}%",
+                       _worst_class(c)] for c in checks]), ""]
+    return L
+
+
+def _worst_class(c) -> str:
+    errs = [(abs(v["error"]), k, v["error"]) for k, v in c["classes"].items()
+            if v["error"] is not None and v["rtl"] >= 0.01 * c["rtl_cycles_per_token"]]
+    if not errs:
+        return "-"
+    _, k, e = max(errs)
+    return f"{k} {100 * e:+.1f}%"
+
+
 def _markdown(data, rows, abls, fronts, res_rows, resources, figs, why, lanes) -> str:
     env, src = data["environment"], data["source"]
     t = env["tools"]
@@ -369,6 +408,7 @@ def _markdown(data, rows, abls, fronts, res_rows, resources, figs, why, lanes) -
           + ". Roofline tok/s = DRAM peak bandwidth / weight bytes per token.", ""]
     notes = sorted({n for r in rows for n in r["notes"]})
     L += [f"- note: {n}" for n in notes] + ([""] if notes else [])
+    L += _check_section(data["model_check"])
     L += ["## Where the cycles go (per command class)", "",
           _fig_line(figs.get("breakdown"), "per-command-class breakdown", why), ""]
     classes = sorted({c for r in rows for c in r["cycles_by_class"]})

@@ -22,7 +22,18 @@ def hw_json(tmp_path_factory):
     return p
 
 
-def test_restricted_report(tmp_path, hw_json):
+def test_restricted_report(tmp_path, hw_json, monkeypatch):
+    import speedllm.ops.report as R
+    checked = []
+
+    def check_model(shape, board, progress=None):      # the RTL run has its own test
+        checked.append((shape, board))
+        rtl = {"tok_per_s": 1234.5, "roofline_fraction": 0.25}
+        return {"shape": shape, "board": board, "pos": 256, "rtl_cycles_per_token": 90000.0,
+                "model_cycles_per_token": 81000.0, "error": -0.1, "rtl_figures": rtl,
+                "classes": {"matvec": {"rtl": 40000.0, "model": 30000.0, "error": -0.25},
+                            "fetch": {"rtl": 60.0, "model": None, "error": None}}}
+    monkeypatch.setattr(R, "check_model", check_model)
     with ThreadPoolExecutor(max_workers=2) as ex:
         data = build_report(tmp_path, shapes=["stories260K"], boards=["pynq-z2", "zcu104"],
                             ablations=[("stories260K", "pynq-z2")], resources=hw_json,
@@ -33,6 +44,9 @@ def test_restricted_report(tmp_path, hw_json):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
         assert f"({name}.png)" in md
     assert environment()["commit"].split("+")[0] in md
+    assert checked == list(R.DEFAULT_CHECKS)
+    assert "| stories260K | pynq-z2 | 256 | 90,000 | 1234.50 | 0.250 | 81,000 | -10.0% | " \
+           "matvec -25.0% |" in md
     assert "estimated" in md and "unit_a" in md and "Sources:" in md
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["sweep"]["points"] == 4 and len(saved["bench"]) == 2
@@ -47,9 +61,10 @@ def test_report_without_resources_says_so(tmp_path, monkeypatch):
     build_report(tmp_path, shapes=["stories15M"], boards=["pynq-z2"],
                  ablations=[("stories15M", "pynq-z2")],
                  sweep=dict(models=("stories260K",), boards=("pynq-z2",), lanes=(8,),
-                            scratchpad_kib=(4,)), executor=ThreadPoolExecutor(1))
+                            scratchpad_kib=(4,)), executor=ThreadPoolExecutor(1), checks=())
     md = (tmp_path / "report.md").read_text()
     assert "Not included: no resource report given" in md
+    assert "Not included (`--no-rtl-check`)" in md
     assert "Figure not drawn: matplotlib is not installed" in md
     assert not list(tmp_path.glob("*.png"))
 
