@@ -227,11 +227,20 @@ class HardwareConfig:
             ("n_kv_heads", header["n_kv_heads"] == self.n_kv_heads),
             ("head_size", header["dim"] == self.head_size * header["n_heads"]),
             ("scratchpad_bytes", header["scratchpad_bytes"] <= self.scratchpad_bytes),
+            ("scheme", header.get("scheme") == self.scheme),
         ]
         header = dict(header, head_size=header["dim"] // max(header["n_heads"], 1))
-        return [f"program {name}={header[name]} does not fit the hardware "
-                f"({self.to_dict().get(name, self.to_dict().get('max_' + name))})"
+        hw = dict(self.to_dict(), scheme=self.scheme)
+        return [f"program {name}={header.get(name)} does not fit the hardware "
+                f"({hw.get(name, hw.get('max_' + name))})"
                 for name, ok in checks if not ok]
+
+    @property
+    def scheme(self) -> str:
+        """Name of the integer scheme the datapath computes (``golden.intmodel.Scheme.name``): this
+        group size, 16-bit KV with a block exponent, the default table sizes."""
+        from speedllm.golden.intmodel import Scheme
+        return Scheme(group_size=self.group_size).name
 
 
 DEFAULT_CONFIG = HardwareConfig()

@@ -152,6 +152,21 @@ def test_config_too_small_for_the_program_is_refused(tmp_path, program):
         acc.check_hardware(program)
 
 
+def test_model_quantised_with_another_scheme_is_refused(tmp_path, model_path):
+    """A program whose weights use groups of 64 on hardware built for groups of 32."""
+    from speedllm.golden.intmodel import Scheme
+    g64 = compile_model(model_path, scheme=Scheme(group_size=64))
+    hw = HardwareConfig(n_heads=g64.args.n_heads, n_kv_heads=g64.args.n_kv_heads,
+                        head_size=g64.args.dim // g64.args.n_heads)
+    bus = RecordingBus(scripted(HwhLayout().ctrl_base, hw_id=HW_ID, config_hash=hw.hash()))
+    acc, _ = connect(tmp_path, bus)
+    acc.known_configs = [hw]
+    acc.load_program(g64)
+    with pytest.raises(AcceleratorError, match="program scheme=g64-kv16 does not fit the "
+                                               r"hardware \(g32-kv16\)"):
+        acc.check_hardware(g64)
+
+
 def test_timeout_when_status_never_done(tmp_path, program):
     bus = RecordingBus(scripted(HwhLayout().ctrl_base, status=bit("status", "busy")))
     acc, _ = connect(tmp_path, bus)

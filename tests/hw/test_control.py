@@ -79,6 +79,8 @@ def test_program_fit_check(model_path):
     problems = small.problems_with(header)
     assert len(problems) == 2
     assert any("dim=" in p for p in problems) and any("beat_bytes" in p for p in problems)
+    other = A.HardwareConfig(group_size=64).problems_with(header)
+    assert other == [f"program scheme={header['scheme']} does not fit the hardware (g64-kv16)"]
 
 
 def test_default_units_cover_every_opcode():
