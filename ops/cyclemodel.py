@@ -8,8 +8,8 @@ Each node of the (fused or unfused) op graph is one command. With ``bw`` the DRA
 cycle at the fabric clock (:func:`bandwidth`), a command costs::
 
     stream on : issue + fill + lat + pre + core_scale * max(compute, dram_bytes / bw, io)
-    stream off: issue + fill + pre + core_scale * (compute + dram_bytes / bw + io)
-                + bursts * lat
+    stream off: issue + fill + pre + bursts * lat
+                + core_scale * max(compute, dram_bytes / bw, io)
 
 - ``compute``: MatVec ``rows * ceil(padded_cols / lanes)``; attention ``macs /
   attention_lanes`` plus the softmax and output stages; element-wise units one element per
@@ -24,8 +24,14 @@ cycle at the fabric clock (:func:`bandwidth`), a command costs::
   it and streams the norm gains meanwhile (their DRAM time overlaps the prologue, not the
   core).
 - ``lat``: DRAM read latency in cycles, paid once per command when reads are streamed
-  (several bursts in flight), and once per burst when they are not (read, then compute, then
-  write). ``bursts = ceil(dram_bytes / (burst_beats * axi_bytes * ports))``.
+  (several bursts in flight), and once per burst when they are not: with one burst in
+  flight per port (the RTL's stream-off variant, ``hw/axi_read.py`` with
+  ``max_outstanding=1``) the next burst is requested only when the last one has been
+  consumed, so every burst's latency adds to the command (the units still consume the data
+  as it arrives: compute overlaps the transfers themselves).
+  ``bursts = ceil(dram_bytes / (master_burst_beats * axi_bytes * ports))``, counted with the
+  read master's own bursts (256 beats, AXI4): on an AXI3 port (16 beats) the interconnect
+  splits each into back-to-back AXI3 bursts, so the one-in-flight wait is per master burst.
 - ``bw = min(DRAM peak * efficiency / f, axi_bytes * ports, Little's-law cap)``; the cap,
   ``ports * max_outstanding * burst_bytes / lat``, is what a read master with
   ``max_outstanding`` bursts in flight can sustain (streamed reads only).
@@ -136,12 +142,26 @@ class Bandwidth:
     ports: int
     burst_beats: int
     latency_cycles: int
+    master_burst_beats: int
     stream_bytes_per_cycle: float
     serial_bytes_per_cycle: float
 
     @property
     def burst_bytes(self) -> int:
         return self.burst_beats * self.axi_bytes
+
+    @property
+    def master_burst_bytes(self) -> int:
+        return self.master_burst_beats * self.axi_bytes
+
+
+#: Longest burst of the accelerator's AXI read masters (``hw/axi_read.py`` default).
+MASTER_BURST_BEATS = 256
+
+
+def _serial_latency(nbytes: float, bw: Bandwidth) -> float:
+    """DRAM latency paid per burst when one burst per port is in flight."""
+    return math.ceil(nbytes / (bw.master_burst_bytes * bw.ports)) * bw.latency_cycles
 
 
 def bandwidth(board: BoardProfile, config: AcceleratorConfig) -> Bandwidth:
@@ -154,7 +174,7 @@ def bandwidth(board: BoardProfile, config: AcceleratorConfig) -> Bandwidth:
     dram = board.dram_attainable_bytes_per_s / (fmax * 1e6)
     axi = axi_bytes * ports
     little = ports * config.max_outstanding * beats * axi_bytes / lat
-    return Bandwidth(fmax, axi_bytes, ports, beats, lat,
+    return Bandwidth(fmax, axi_bytes, ports, beats, lat, config.burst_beats or MASTER_BURST_BEATS,
                      min(dram, axi, little), min(dram, axi))
 
 
@@ -245,8 +265,7 @@ def _command(node: Node, cfg: AcceleratorConfig, bw: Bandwidth,
             if cfg.stream:
                 pre += max(c, g / bw.stream_bytes_per_cycle)
             else:
-                pre += (c + g / bw.serial_bytes_per_cycle
-                        + math.ceil(g / (bw.burst_bytes * bw.ports)) * bw.latency_cycles)
+                pre += max(c, g / bw.serial_bytes_per_cycle) + _serial_latency(g, bw)
         else:
             compute += c
     act_in = [t for t in node.inputs if t.space == "act"]
@@ -255,7 +274,9 @@ def _command(node: Node, cfg: AcceleratorConfig, bw: Bandwidth,
     if _is_matvec(node.kind) and parts[0].kind is not OpKind.RMSNORM:
         x_in = [t for t in act_in if t.name == parts[0].inputs[0].name]
         pre += sum(t.elements for t in x_in)        # x buffer fill, one per cycle
-    io = sum(t.elements for t in act_in + act_out if t not in x_in)
+    # each activation stream has its own port (read slots rd0/rd1, write slot wr0), so
+    # they move in parallel, one element per cycle each
+    io = max((t.elements for t in act_in + act_out if t not in x_in), default=0)
     rd = node.weight_bytes + node.kv_read_bytes
     wr = node.kv_write_bytes + sum(t.nbytes for t in node.outputs
                                    if t.space == "dram" and t.fmt == LOGITS)
@@ -267,10 +288,11 @@ def _command(node: Node, cfg: AcceleratorConfig, bw: Bandwidth,
         terms = {"compute": compute, "dram": dram / bw.stream_bytes_per_cycle, "io": io}
         core = max(terms.values())
         lat = bw.latency_cycles if rd else 0
+        lat += bw.latency_cycles if wr else 0     # the last write's response ends it
     else:
         terms = {"compute": compute, "dram": dram / bw.serial_bytes_per_cycle, "io": io}
-        core = sum(terms.values())
-        lat = math.ceil(dram / (bw.burst_bytes * bw.ports)) * bw.latency_cycles
+        core = max(terms.values())
+        lat = _serial_latency(rd - prologue_bytes, bw) + _serial_latency(wr, bw)
     core *= ov.core_scale
     overhead = ov.command_issue + fill + lat + pre
     bound = max(terms, key=terms.get) if core > 0 else "overhead"

@@ -73,13 +73,19 @@ def test_attention_lanes_and_position():
 
 @pytest.mark.parametrize("board", board_names())
 def test_stream_off_costs_more(board):
-    for fusion, memory in product((FusionConfig(), FusionConfig.none()), ("reuse", "dram")):
-        on = estimate(S260, board, AcceleratorConfig(stream=True, fusion=fusion, memory=memory))
-        off = estimate(S260, board, AcceleratorConfig(stream=False, fusion=fusion,
-                                                      memory=memory))
-        assert off.cycles_per_token > on.cycles_per_token
-        for a, b in zip(on.commands, off.commands):
-            assert b.cycles >= a.cycles, (a, b)
+    """One burst in flight never helps; it costs whenever a command needs more than one
+    burst per port (stories15M's matrices do on every board; on a 32-port HBM board every
+    stories260K transfer fits in one burst per port, so there it costs nothing)."""
+    for shape in (S260, S15):
+        for fusion, memory in product((FusionConfig(), FusionConfig.none()), ("reuse", "dram")):
+            cfg = dict(fusion=fusion, memory=memory)
+            on = estimate(shape, board, AcceleratorConfig(stream=True, **cfg))
+            off = estimate(shape, board, AcceleratorConfig(stream=False, **cfg))
+            assert off.cycles_per_token >= on.cycles_per_token
+            if shape is S15 or board != "u280":
+                assert off.cycles_per_token > on.cycles_per_token
+            for a, b in zip(on.commands, off.commands):
+                assert b.cycles >= a.cycles, (a, b)
 
 
 @lru_cache(maxsize=None)

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from speedllm.errors import InputError
-from speedllm.ops.bench import bench, measure_cycles
+from speedllm.ops.bench import ABLATION_VARIANTS, bench, measure_cycles
 from speedllm.ops.cyclemodel import AcceleratorConfig
 from speedllm.ops.model_check import RTL_CLASS, TOLERANCE, check_model, format_check
 
@@ -53,10 +53,15 @@ def test_rtl_lane_counts_are_fixed():
 
 
 @pytest.mark.sim
-def test_model_within_tolerance_of_the_real_rtl():
-    """The whole top in Verilator (the harness the rtl backend tests build): one step."""
-    c = check_model("stories260K", "pynq-z2", pos=40)
+@pytest.mark.parametrize("variant", ["all", "naive"])
+def test_model_within_tolerance_of_the_real_rtl(variant):
+    """The whole top in Verilator (the harness the rtl backend tests build): one step of
+    the fused program with streaming, and of the naive one (unfused, activations in DRAM,
+    one burst in flight)."""
+    v = {x.name: x for x in ABLATION_VARIANTS}[variant]
+    c = check_model("stories260K", "pynq-z2", pos=40, variant=v)
     assert c["rtl_cycles_per_token"] > 10_000
     assert abs(c["error"]) <= TOLERANCE, format_check(c)
+    assert c["variant"] == variant
     for cls in ("matvec", "attention", "classifier"):
         assert abs(c["classes"][cls]["error"]) <= TOLERANCE, format_check(c)
