@@ -5,14 +5,17 @@ newline); "achieved tok/s: X" goes to stderr. With --json, one JSON object is pr
 instead: text, token_ids, prompt_token_ids, stopped_on_bos, tok_per_s, backend, steps,
 seed; the accelerator backends add cycles_per_token (mean over the positions run, from the
 RTL's cycle counter), cycles_by_command (per command class), projected_tok_per_s (at the
-board's clock) and, on rtl, sim_cycles_per_s (simulated cycles per wall second). Defaults are run.c's: -t 1.0, -p 0.9, -n 256 (at most the context length), the
-seed from the clock. Unlike run.c, out-of-range options are errors, not silently clamped.
+board's clock) and, on rtl, sim_cycles_per_s (simulated cycles per wall second). With
+--power (--backend board) the board's power rails are recorded during generation
+(speedllm.host.power): watts, J/token and tok/J, measured. Defaults are run.c's: -t 1.0,
+-p 0.9, -n 256 (at most the context length), the seed from the clock. Unlike run.c, out-of-range options are errors, not silently clamped.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 
 from speedllm.errors import InputError
 from speedllm.host.backends import BOARD_BACKENDS  # registers rtl, board, pynq-sim (pynq stays lazy)
@@ -57,6 +60,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--board", default=None, metavar="BOARD",
                         help="rtl backend: board profile of the DRAM model and the clock "
                              "for projected tok/s (default: pynq-z2)")
+    parser.add_argument("--power", action="store_true",
+                        help="--backend board: measure the board's power rails during "
+                             "generation (pynq.get_rails + DataRecorder) and report J/token")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of streaming the text")
 
@@ -96,11 +102,19 @@ def run(args) -> int:
         if args.backend != "rtl":
             raise InputError("--board applies to --backend rtl")
         options["board"] = args.board
+    if args.power and args.backend != "board":
+        raise InputError("--power measures a board's power rails; it applies to --backend "
+                         f"board, not {args.backend}")
     backend = create_backend(args.backend, checkpoint, **options)
     generation = Generation(backend, tokenizer, sampler, args.prompt, steps)
+    meter = None
+    if args.power:
+        from speedllm.host.power import PowerMeter
+        meter = PowerMeter.from_pynq()
 
     if args.json:
-        generation.run()
+        with meter or nullcontext():
+            generation.run()
         result = {
             "text": generation.text.decode("utf-8", errors="replace"),
             "token_ids": generation.token_ids,
@@ -112,12 +126,15 @@ def run(args) -> int:
             "seed": sampler.seed,
         }
         result.update(_accelerator_figures(backend, args))
+        if meter is not None:
+            result["power"] = meter.figures(_positions(generation))
         print(json.dumps(result))
         return 0
 
-    for step in generation:
-        if step.piece:
-            _write(sys.stdout, step.piece)
+    with meter or nullcontext():
+        for step in generation:
+            if step.piece:
+                _write(sys.stdout, step.piece)
     _write(sys.stdout, b"\n")
     if generation.tok_per_s is not None:
         print(f"achieved tok/s: {generation.tok_per_s:f}", file=sys.stderr)
@@ -126,7 +143,17 @@ def run(args) -> int:
         print(f"accelerator: {figures['cycles_per_token']:.0f} cycles/token (measured, "
               f"RTL counters); projected {figures['projected_tok_per_s']:.1f} tok/s at "
               f"{figures['clock_mhz']:g} MHz ({figures['board']}, estimated)", file=sys.stderr)
+    if meter is not None:
+        p = meter.figures(_positions(generation))
+        print(f"power: {p['power_w']:.2f} W over {p['seconds']:.2f} s, {p['j_per_token']:.4f} "
+              f"J/token, {p['tokens_per_j']:.1f} tok/J (measured, {len(p['rails_w'])} rails)",
+              file=sys.stderr)
     return 0
+
+
+def _positions(generation) -> int:
+    """Forward passes the generation ran (a BOS that ended it was computed too)."""
+    return len(generation.token_ids) - 1 + int(generation.stopped_on_bos)
 
 
 def _accelerator_figures(backend, args) -> dict:
