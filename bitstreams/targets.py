@@ -24,7 +24,7 @@ from amaranth.lib import wiring
 
 from speedllm.ops.boards import BoardProfile, get_board
 
-__all__ = ["Target", "TARGETS", "TOPS", "DEFAULT_TOP", "make_top", "get_target", "BusPort",
+__all__ = ["Target", "TARGETS", "TOPS", "DEFAULT_TOP", "ECP5_DEFAULTS", "make_top", "get_target", "BusPort",
            "bus_ports", "extra_ports"]
 
 # Address windows of the PS as the PL masters see it (for C_M_AXI_DDR_BASE/RANGE):
@@ -110,6 +110,13 @@ def _accel(target: Target) -> wiring.Component:
 #: interface (one AXI-Lite slave, AXI4 masters), handy to check a board flow quickly.
 TOPS = {"accel": _accel, "dma_copy": _dma_copy}
 DEFAULT_TOP = "accel"
+
+#: ECP5 build settings per top unless given on the command line: the fabric clock (MHz;
+#: ``None`` = the board profile's) and nextpnr's router. The whole accelerator routes with
+#: router2 and reaches 39.98 MHz (measured: seed 1, 25 MHz constraint, ~26 min here);
+#: 25 MHz, which the PLL makes exactly, leaves that margin. dma_copy meets 100 MHz.
+ECP5_DEFAULTS = {"accel": {"clock": 25.0, "router": "router2"},
+                 "dma_copy": {"clock": None, "router": None}}
 
 
 def make_top(name: str, target: Target | str) -> wiring.Component:

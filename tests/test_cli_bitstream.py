@@ -123,6 +123,29 @@ def test_ecp5_time_limit_is_one_error_line(capsys, tmp_path):
     assert rc == 1 and "--timeout must be positive" in one_error_line(err)
 
 
+@pytest.mark.parametrize("top,argv,clock,router", [
+    ("accel", [], 25.0, "router2"),                       # what routes (measured ~40 MHz)
+    ("dma_copy", [], None, None),                         # the board profile's 100 MHz
+    ("accel", ["--clock", "37.5", "--router", "router1"], 37.5, "router1"),
+])
+def test_ecp5_clock_and_router_defaults_per_top(capsys, tmp_path, monkeypatch, top, argv,
+                                                 clock, router):
+    import speedllm.bitstreams.ecp5 as ecp5
+    seen = {}
+
+    def build_ecp5(design, out, *, name, fabric_mhz, router, **kw):   # no 30-minute build
+        design._MustUse__silence = True
+        seen.update(name=name, clock=fabric_mhz, router=router)
+        util = {k: {"used": 1, "available": 2} for k in ("LUT4", "FF", "DP16KD", "MULT18")}
+        return {"fmax_mhz": 40.0, "constraint_mhz": fabric_mhz or 100.0, "timing_met": True,
+                "utilization": util, "bit": f"{name}.bit"}
+    monkeypatch.setattr(ecp5, "build_ecp5", build_ecp5)
+    rc, stdout, _ = run_cli(capsys, "bitstream", "--target", "ulx3s-85f", "--top", top,
+                            "--out", str(tmp_path), *argv)
+    assert rc == 0 and seen == {"name": f"{top}_ulx3s_85f", "clock": clock, "router": router}
+    assert "bitstream: Fmax 40.00 MHz" in stdout
+
+
 def test_ecp5_clock_the_pll_cannot_make_is_one_error_line(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "bitstream", "--target", "ulx3s-85f", "--top", "dma_copy",
                          "--out", str(tmp_path), "--clock", "40")

@@ -9,9 +9,9 @@ Targets:
              nextpnr-ecp5, ecppack), at low priority and under --timeout. Writes
              <top>_ulx3s_85f.bit, nextpnr's report and a summary; prints Fmax and
              LUT4/FF/DP16KD/MULT18 use. A design that does not fit fails with the resources
-             that overflow. Builds are cached by content. The accelerator top takes well
-             over an hour on a busy 2-core machine (try --router router2); dma_copy a few
-             minutes.
+             that overflow. Builds are cached by content. The accelerator top is built
+             at 25 MHz with router2 by default and takes about half an hour on a busy
+             2-core machine (it routes at ~40 MHz); dma_copy a few minutes at 100 MHz.
   pynq-z2    xc7z020 (Zynq-7000), kv260 (xck26, Kria), zcu104 (xczu7ev): writes the
              Verilog, build.tcl (IP packaging, block design with the PS, address map,
              synthesis, implementation, write_bitstream, .hwh) and build.sh. With Vivado on
@@ -61,11 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true",
                         help="ECP5: build again even if a cached build matches")
     parser.add_argument("--router", choices=ROUTERS, default=None,
-                        help="ECP5: nextpnr's router (default: nextpnr's own, router1)")
+                        help="ECP5: nextpnr's router (default: router2 for accel, nextpnr's "
+                             "own router1 for dma_copy)")
     parser.add_argument("--clock", type=float, default=None, metavar="MHZ",
                         help="ECP5: fabric clock the PLL makes from the 25 MHz oscillator and "
-                             "nextpnr's constraint (default: the board profile's, 100 MHz; "
-                             "e.g. 25, 37.5, 50)")
+                             "nextpnr's constraint (default: 25 for accel, which routes at "
+                             "~40 MHz; the board profile's 100 for dma_copy; e.g. 37.5, 50)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help=f"ECP5: give up (and kill the tools) after this long "
                              f"(default {DEFAULT_TIMEOUT_S} s)")
@@ -84,25 +85,27 @@ def prepare_out_dir(out: Path, target: str, force: bool) -> None:
 
 def _ecp5(args, out: Path) -> int:
     from speedllm.bitstreams.ecp5 import build_ecp5
-    from speedllm.bitstreams.targets import make_top
+    from speedllm.bitstreams.targets import ECP5_DEFAULTS, make_top
+    defaults = ECP5_DEFAULTS.get(args.top, {})
+    clock = args.clock if args.clock is not None else defaults.get("clock")
+    router = args.router or defaults.get("router")
     design = make_top(args.top, args.target)
     name = f"{args.top}_{args.target.replace('-', '_')}"
     if args.timeout <= 0:
         raise InputError(f"--timeout must be positive, not {args.timeout:g}")
-    if args.clock is not None:
+    if clock is not None:
         from speedllm.bitstreams.ecp5 import OSC_MHZ, pll_parameters
         try:
-            pll_parameters(OSC_MHZ, args.clock)
+            pll_parameters(OSC_MHZ, clock)
         except ValueError as e:
-            raise InputError(f"--clock {args.clock:g}: {e}") from None
-    took = ("over an hour on a busy 2-core machine" if args.top == "accel"
+            raise InputError(f"--clock {clock:g}: {e}") from None
+    took = ("about half an hour on a busy 2-core machine" if args.top == "accel"
             else "a few minutes")
     print(f"bitstream: {args.target}: building {args.top} (synth_ecp5, nextpnr-ecp5, "
           f"ecppack; {took}, at most {args.timeout:g} s)...", flush=True)
     try:
         s = build_ecp5(design, out, name=name, seed=args.seed, use_cache=not args.no_cache,
-                       timeout_s=args.timeout, router=args.router,
-                       fabric_mhz=args.clock)
+                       timeout_s=args.timeout, router=router, fabric_mhz=clock)
     except RuntimeError as e:
         raise AcceleratorError(str(e).splitlines()[0] + f" (logs in {out})") from None
     u = s["utilization"]
