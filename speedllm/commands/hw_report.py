@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nextpnr target frequency in MHz (default 100)")
     parser.add_argument("--seed", type=int, default=1, metavar="N",
                         help="nextpnr placement seed (default 1)")
+    parser.add_argument("--router", choices=("router1", "router2"), default=None,
+                        help="nextpnr's router (default: its own, router1; router2 copes "
+                             "better with congested designs such as attention_260k)")
     parser.add_argument("--pnr-timeout", type=float, default=None, metavar="SECONDS",
                         help="give up place and route of a component after this long "
                              "(it is reported as an error; the others still run)")
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_resources and not args.fmax:
         raise InputError("--no-resources leaves nothing to do without --fmax")
     result = report(names, fmax=args.fmax, resources=not args.no_resources, freq=args.freq,
-                    seed=args.seed, timeout=args.pnr_timeout,
+                    seed=args.seed, timeout=args.pnr_timeout, router=args.router,
                     progress=lambda msg: print(f"hw-report: {msg}", file=sys.stderr,
                                                flush=True))
     text = json.dumps(result, indent=1)

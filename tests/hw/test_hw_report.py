@@ -44,6 +44,9 @@ def test_xilinx_and_ecp5_figures_of_a_fifo(synth_cache, monkeypatch):
     monkeypatch.setattr(synth, "_run", lambda *a, **k: pytest.fail("tool ran twice"))
     assert synth.xilinx_resources(fifo(), "fifo8") == x
     assert synth.ecp5_fmax(fifo(), "fifo8") == e
+    assert e["router"] == "router1"
+    with pytest.raises(ValueError, match="router must be router1 or router2"):
+        synth.ecp5_fmax(fifo(), "fifo8", router="router3")
 
 
 @pytest.mark.sim
