@@ -1,7 +1,7 @@
 """Synthesis and place-and-route figures of components (open tools only).
 
 * :func:`xilinx_resources` -- Yosys ``synth_xilinx -family xc7`` (Zynq-7000 / PYNQ-Z2
-  cells) on the component itself: LUT, FF, DSP48E1, RAMB18E1/RAMB36E1 and more, from
+  cells) on the component itself: LUT, FF, DSP, RAMB18/RAMB36 and more, from
   ``stat -json``. No timing (Yosys has no Xilinx timing model).
 * :func:`ecp5_fmax` -- real placement and routing with nextpnr-ecp5 on an LFE5U-85F
   (CABGA381): the achieved Fmax of the ``sync`` clock and the device utilisation. The
@@ -31,13 +31,23 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["xilinx_resources", "ecp5_fmax", "IoHarness", "report", "fmax_table", "cache_dir",
-           "XILINX_GROUPS"]
+           "XILINX_GROUPS", "XILINX_FAMILIES"]
 
 _REPO = Path(__file__).resolve().parent.parent
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 
-# Xilinx 7-series primitives counted together in the summary.
+#: Yosys ``synth_xilinx`` families: 7-series (Zynq-7000: PYNQ-Z2) and UltraScale+ (Zynq
+#: UltraScale+: KV260, ZCU104).
+XILINX_FAMILIES = ("xc7", "xcup")
+
+# Xilinx primitives counted together in the summary. The *E1 groups are the 7-series
+# names (kept for existing JSON readers); DSP, RAMB18, RAMB36 and CARRY count either family.
 XILINX_GROUPS = {
+    "DSP": re.compile(r"^DSP48E[12]$"),
+    "RAMB18": re.compile(r"^RAMB18E[12]$"),
+    "RAMB36": re.compile(r"^RAMB36E[12]$"),
+    "CARRY": re.compile(r"^CARRY[48]$"),
+    "URAM": re.compile(r"^URAM288"),
     "LUT": re.compile(r"^LUT[1-6](_2)?$"),
     "FF": re.compile(r"^FD[RSCP]E(_1)?$|^LD[CP]E$"),
     "LUTRAM": re.compile(r"^RAM(32|64|128|256)[XM]"),
@@ -100,19 +110,26 @@ def _cached(name: str, text: str, kind: str, compute):
     return result
 
 
+def _group_counts(cells: dict) -> dict:
+    return {group: sum(n for cell, n in cells.items() if rx.match(cell))
+            for group, rx in XILINX_GROUPS.items()}
+
+
 def _summarise_xilinx(stat: dict, top: str) -> dict:
     design = stat.get("design") or stat["modules"][f"\\{top}"]
     cells = {c: n for c, n in design.get("num_cells_by_type", {}).items()
              if not c.startswith("$scopeinfo")}
-    summary = {group: sum(n for cell, n in cells.items() if rx.match(cell))
-               for group, rx in XILINX_GROUPS.items()}
+    summary = _group_counts(cells)
     summary["cells"] = dict(sorted(cells.items()))
     summary["total_cells"] = sum(cells.values())
     return summary
 
 
 def xilinx_resources(component, name: str, *, family: str = "xc7") -> dict:
-    """Resource counts of ``component`` from Yosys ``synth_xilinx -family <family>``."""
+    """Resource counts of ``component`` from Yosys ``synth_xilinx -family <family>``
+    (:data:`XILINX_FAMILIES`)."""
+    if family not in XILINX_FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(XILINX_FAMILIES)}, not {family!r}")
     text = verilog.convert(component, name=name)
 
     def compute():
@@ -128,7 +145,8 @@ def xilinx_resources(component, name: str, *, family: str = "xc7") -> dict:
             result["family"] = family
             result["seconds"] = round(time.monotonic() - t0, 1)
             return result
-    return _cached(name, text, f"xilinx-{family}", compute)
+    result = _cached(name, text, f"xilinx-{family}", compute)
+    return {**result, **_group_counts(result["cells"])}    # groups of older cache entries too
 
 
 class IoHarness(wiring.Component):
@@ -263,7 +281,7 @@ def ecp5_fmax(component, name: str, *, freq: float = 100.0, seed: int = 1,
 
 def report(names=None, *, fmax: bool = False, resources: bool = True, freq: float = 100.0,
            seed: int = 1, timeout: float | None = None, router: str | None = None,
-           progress=None) -> dict:
+           family: str = "xc7", progress=None) -> dict:
     """Figures of the catalogue's components (all, or ``names``) as a JSON-able dict.
 
     ``resources``: Yosys xc7 counts (``"xilinx"``); ``fmax``: nextpnr-ecp5 Fmax
@@ -277,7 +295,7 @@ def report(names=None, *, fmax: bool = False, resources: bool = True, freq: floa
     if unknown:
         raise KeyError(f"unknown component(s) {', '.join(unknown)}; known: "
                        f"{', '.join([*CATALOG, *TOPS])}")
-    out = {"xilinx_family": "xc7" if resources else None,
+    out = {"xilinx_family": family if resources else None,
            "ecp5_device": "LFE5U-85F-CABGA381" if fmax else None,
            "ecp5_seed": seed if fmax else None, "ecp5_constraint_mhz": freq if fmax else None,
            "components": {}}
@@ -292,7 +310,7 @@ def report(names=None, *, fmax: bool = False, resources: bool = True, freq: floa
         if resources:
             say(f"{tag}: synth_xilinx ...")
             t0 = time.monotonic()
-            entry["xilinx"] = xilinx_resources(build(n), n)
+            entry["xilinx"] = xilinx_resources(build(n), n, family=family)
             say(f"{tag}: synth_xilinx done in {time.monotonic() - t0:.0f} s, "
                 f"{entry['xilinx']['LUT']} LUT")
         if fmax:

@@ -35,6 +35,10 @@ from .sweep import grid, pareto_front, run_sweep
 __all__ = ["environment", "build_report", "DEFAULT_SWEEP", "LONG_SWEEP", "DEFAULT_CHECKS",
            "LONG_CHECKS"]
 
+#: Yosys family of a hw-report JSON -> (device named in the report, board profile whose
+#: capacity the percentages use).
+FAMILY_DEVICE = {"xc7": ("xc7z020 (PYNQ-Z2)", "pynq-z2"),
+                 "xcup": ("xczu7ev (ZCU104)", "zcu104")}
 DEFAULT_SHAPES = ("stories260K", "stories15M", "stories110M")
 LONG_SHAPES = ("stories260K", "stories15M", "stories42M", "stories110M", "tinyllama")
 DEFAULT_ABLATIONS = (("stories15M", "pynq-z2"), ("stories110M", "zcu104"),
@@ -225,15 +229,18 @@ def _pareto_fig(F: _Figures, results, kind: str):
 
 def _resource_rows(path: Path) -> list[dict]:
     data = json.loads(path.read_text())
-    cap = get_board("pynq-z2")
+    family = data.get("xilinx_family") or "xc7"
+    device, board = FAMILY_DEVICE[family]
+    cap = get_board(board)
     rows = []
     for name, entry in data.get("components", {}).items():
         x = entry["xilinx"]
-        bram = x.get("RAMB36E1", 0) + x.get("RAMB18E1", 0) / 2
-        rows.append({"component": name, "LUT": x["LUT"], "FF": x["FF"],
-                     "DSP": x["DSP48E1"], "BRAM36": bram,
+        dsp = x.get("DSP", x.get("DSP48E1", 0))
+        bram = x.get("RAMB36", x.get("RAMB36E1", 0)) + x.get("RAMB18", x.get("RAMB18E1", 0)) / 2
+        rows.append({"component": name, "family": family, "device": device,
+                     "LUT": x["LUT"], "FF": x["FF"], "DSP": dsp, "BRAM36": bram,
                      "pct": {"LUT": 100 * x["LUT"] / cap.lut, "FF": 100 * x["FF"] / cap.ff,
-                             "DSP": 100 * x["DSP48E1"] / cap.dsp,
+                             "DSP": 100 * dsp / cap.dsp,
                              "BRAM36": 100 * bram / cap.bram_blocks},
                      "fmax_mhz": entry.get("ecp5", {}).get("fmax_mhz")})
     return rows
@@ -247,7 +254,7 @@ def _resources_fig(F: _Figures, rows: list[dict], kind: str):
     for i, k in enumerate(("LUT", "FF", "DSP", "BRAM36")):
         ax.barh(y + (i - 1.5) * 0.2, [r["pct"][k] for r in rows], 0.2, label=k)
     ax.set_yticks(y, [r["component"] for r in rows], fontsize=7)
-    ax.set_xlabel("% of xc7z020 (PYNQ-Z2)")
+    ax.set_xlabel(f"% of {rows[0]['device']}")
     ax.legend(fontsize=7)
     return F.save(fig, "resources.png", kind)
 
@@ -336,7 +343,8 @@ def build_report(out_dir, *, source: str = "model", long: bool = False,
                                      "(cycle model + per-lane resource model)")
         if res_rows:
             figs["resources"] = _resources_fig(F, res_rows, "MEASURED: Yosys synth_xilinx "
-                                               "-family xc7 counts (hw-report)")
+                                               f"-family {res_rows[0]['family']} counts "
+                                               "(hw-report)")
     data["figures"] = figs
     md = _markdown(data, rows, abls, fronts, res_rows, resources, figs, why, lanes)
     (out / "report.md").write_text(md)
@@ -445,8 +453,8 @@ def _markdown(data, rows, abls, fronts, res_rows, resources, figs, why, lanes) -
     L += ["", "## Resources", ""]
     if res_rows:
         L += [_fig_line(figs.get("resources"), "resources", why), "",
-              f"Measured (Yosys `synth_xilinx -family xc7`, from `{resources}`), percentages "
-              "of the xc7z020 (PYNQ-Z2):", ""]
+              f"Measured (Yosys `synth_xilinx -family {res_rows[0]['family']}`, from "
+              f"`{resources}`), percentages of the {res_rows[0]['device']}:", ""]
         L.append(_table(["component", "LUT", "FF", "DSP", "BRAM36", "ECP5 Fmax MHz"],
                         [[r["component"], f"{r['LUT']} ({r['pct']['LUT']:.1f}%)",
                           f"{r['FF']} ({r['pct']['FF']:.1f}%)",

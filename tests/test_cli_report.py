@@ -74,3 +74,21 @@ def test_missing_resource_file_is_one_line_error(tmp_path, capsys):
                    str(tmp_path / "nope.json")])
     out, err = capsys.readouterr()
     assert rc == 1 and err.startswith("speedllm: error: ") and err.count("\n") == 1
+
+
+def test_resource_percentages_follow_the_family(tmp_path):
+    """An UltraScale+ hw-report is a share of the ZCU104's xczu7ev, a 7-series one of the
+    PYNQ-Z2's xc7z020 (capacities from the board profiles)."""
+    from speedllm.ops.boards import get_board
+    from speedllm.ops.report import _resource_rows
+    counts = {"LUT": 2304, "FF": 100, "DSP": 17, "RAMB18": 2, "RAMB36": 3}
+    for family, board in (("xcup", "zcu104"), ("xc7", "pynq-z2")):
+        p = tmp_path / f"{family}.json"
+        p.write_text(json.dumps({"xilinx_family": family,
+                                 "components": {"u": {"xilinx": counts}}}))
+        (row,) = _resource_rows(p)
+        cap = get_board(board)
+        assert row["family"] == family and row["BRAM36"] == 4
+        assert row["pct"]["LUT"] == pytest.approx(100 * 2304 / cap.lut)
+        assert row["pct"]["DSP"] == pytest.approx(100 * 17 / cap.dsp)
+        assert row["pct"]["BRAM36"] == pytest.approx(100 * 4 / cap.bram_blocks)

@@ -2,7 +2,8 @@
 
 For each component of the catalogue (speedllm.hw.catalog; all of them, or those named with
 --component/--components), Yosys `synth_xilinx -family xc7` gives the Xilinx 7-series
-(Zynq-7000) resources: LUT, FF, LUTRAM, DSP48E1, RAMB18E1/RAMB36E1 and the full cell list.
+(Zynq-7000) resources: LUT, FF, LUTRAM, DSP, RAMB18/RAMB36 and the full cell list
+(`--family xcup`: Zynq UltraScale+, DSP48E2/RAMB*E2/URAM).
 With --fmax, nextpnr-ecp5 places and routes the component on an LFE5U-85F (CABGA381) and
 reports the achieved Fmax and its critical path (real P&R; the component sits in a
 one-pin-in, one-pin-out register harness), printed as a table at the end. Both tools run
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nextpnr target frequency in MHz (default 100)")
     parser.add_argument("--seed", type=int, default=1, metavar="N",
                         help="nextpnr placement seed (default 1)")
+    parser.add_argument("--family", choices=("xc7", "xcup"), default="xc7",
+                        help="Yosys synth_xilinx family: xc7 (Zynq-7000, PYNQ-Z2; default) or "
+                             "xcup (Zynq UltraScale+: KV260, ZCU104)")
     parser.add_argument("--router", choices=("router1", "router2"), default=None,
                         help="nextpnr's router (default: its own, router1; router2 copes "
                              "better with congested designs such as attention_260k)")
@@ -74,7 +78,7 @@ def _resource_line(name: str, entry: dict) -> str:
     x = entry.get("xilinx")
     if x:
         line += (f" LUT {x['LUT']:6d}  FF {x['FF']:6d}  LUTRAM {x['LUTRAM']:4d}  "
-                 f"DSP {x['DSP48E1']:3d}  RAMB18 {x['RAMB18E1']:3d}  RAMB36 {x['RAMB36E1']:3d}")
+                 f"DSP {x['DSP']:3d}  RAMB18 {x['RAMB18']:3d}  RAMB36 {x['RAMB36']:3d}")
     e = entry.get("ecp5")
     if e:
         line += (f"  Fmax {e['fmax_mhz']:.1f} MHz" if "error" not in e
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--no-resources leaves nothing to do without --fmax")
     result = report(names, fmax=args.fmax, resources=not args.no_resources, freq=args.freq,
                     seed=args.seed, timeout=args.pnr_timeout, router=args.router,
+                    family=args.family,
                     progress=lambda msg: print(f"hw-report: {msg}", file=sys.stderr,
                                                flush=True))
     text = json.dumps(result, indent=1)

@@ -50,6 +50,17 @@ def test_xilinx_and_ecp5_figures_of_a_fifo(synth_cache, monkeypatch):
 
 
 @pytest.mark.sim
+def test_ultrascale_plus_counts_of_a_fifo(synth_cache):
+    """``-family xcup``: the same FIFO in UltraScale+ primitives, family-neutral groups."""
+    x = synth.xilinx_resources(StreamFifo(8, 16), "fifo8", family="xcup")
+    assert x["family"] == "xcup" and x["LUT"] > 0 and x["FF"] > 0
+    assert x["DSP"] == 0 and x["DSP48E1"] == 0
+    assert not any(c.endswith("E1") for c in x["cells"])     # no 7-series primitive
+    with pytest.raises(ValueError, match="family must be one of xc7, xcup"):
+        synth.xilinx_resources(StreamFifo(8, 16), "fifo8", family="xcvu")
+
+
+@pytest.mark.sim
 def test_hw_report_command(synth_cache, tmp_path, monkeypatch):
     monkeypatch.setitem(catalog.CATALOG, "tiny_fifo",
                         catalog.Entry("speedllm.hw.stream", "StreamFifo", 4, 4))
