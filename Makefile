@@ -31,8 +31,9 @@ $(VENV)/.stamp: pyproject.toml
 
 setup: $(VENV)/.stamp
 
-# The main job: a story on the integer golden model (the accelerator's arithmetic), with
-# its speed, then the integer model's measured accuracy against the float reference.
+# The main job: a story generated on the accelerator RTL (Verilator harness, through the
+# pynq driver), with its measured cycles/token, then the integer model's measured accuracy
+# against the float reference.
 demo: setup
 	$(VENV)/bin/speedllm generate $(MODELS)/stories260K.bin --tokenizer $(MODELS)/tok512.bin \
 		--prompt "Once upon a time" -n 64 -t 0 --backend rtl
