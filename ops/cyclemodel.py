@@ -29,8 +29,8 @@ cycle at the fabric clock (:func:`bandwidth`), a command costs::
   ``max_outstanding=1``) the next burst is requested only when the last one has been
   consumed, so every burst's latency adds to the command (the units still consume the data
   as it arrives: compute overlaps the transfers themselves).
-  ``bursts = ceil(dram_bytes / (master_burst_beats * axi_bytes * ports))``, counted with the
-  read master's own bursts (256 beats, AXI4): on an AXI3 port (16 beats) the interconnect
+  ``bursts = ceil(read_bytes / B) + ceil(write_bytes / B)`` with ``B = master_burst_beats *
+  axi_bytes * ports``, counted with the read master's own bursts (256 beats, AXI4): on an AXI3 port (16 beats) the interconnect
   splits each into back-to-back AXI3 bursts, so the one-in-flight wait is per master burst.
 - ``bw = min(DRAM peak * efficiency / f, axi_bytes * ports, Little's-law cap)``; the cap,
   ``ports * max_outstanding * burst_bytes / lat``, is what a read master with
@@ -174,7 +174,8 @@ def bandwidth(board: BoardProfile, config: AcceleratorConfig) -> Bandwidth:
     dram = board.dram_attainable_bytes_per_s / (fmax * 1e6)
     axi = axi_bytes * ports
     little = ports * config.max_outstanding * beats * axi_bytes / lat
-    return Bandwidth(fmax, axi_bytes, ports, beats, lat, config.burst_beats or MASTER_BURST_BEATS,
+    master_beats = config.burst_beats or MASTER_BURST_BEATS
+    return Bandwidth(fmax, axi_bytes, ports, beats, lat, master_beats,
                      min(dram, axi, little), min(dram, axi))
 
 
