@@ -39,7 +39,7 @@ from .rmsnorm import RmsNormUnit
 from .rope import RopeUnit
 from .sequencer import UnitSignature
 from .swiglu import SwiGluUnit
-from .top_common import StreamSelect, act_space, issue_once
+from .top_common import StreamSelect, act_space, issue_kv_rows, issue_once, running_flag
 from .vector_io import (SPACE_DRAM, ReadSlotSignature, VectorReader, VectorWriter,
                         WriteSlotSignature)
 from .x16_quantize import ActToX16
@@ -107,11 +107,7 @@ class MatVecUnit(wiring.Component):
         nq = c.rows_a
         nk = (c.rows - c.rows_a) >> 1
 
-        running = Signal()
-        with m.If(port.start):
-            m.d.sync += running.eq(1)
-        with m.If(port.abort | port.done):
-            m.d.sync += running.eq(0)
+        running = running_flag(m, port)
         start = port.start
 
         # ---- x: RMSNorm prologue or an X16 load (mantissas, then the exponent words).
@@ -280,22 +276,10 @@ class MatVecUnit(wiring.Component):
             wiring.connect(m, result.o, out_writer.i)
 
         # ---- KV rows: K then V at row `position` of each cache.
-        kv_issued = Signal(2)
-        row_bytes = c.kv_row_bytes
-        with m.If(start):
-            m.d.sync += kv_issued.eq(0)
-        kv_wanted = running & (ep == Epilogue.ROPE_KV) & (kv_issued != 2)
-        m.d.comb += [kv_writer.cmd.valid.eq(kv_wanted),
-                     kv_writer.cmd.payload.addr.eq(
-                         Mux(kv_issued == 0, c.k_addr, c.v_addr) + port.position * row_bytes),
-                     kv_writer.cmd.payload.count.eq(row_bytes >> 1),
-                     kv_writer.cmd.payload.half.eq(1),
-                     kv_writer.cmd.payload.space.eq(SPACE_DRAM),
-                     kv_writer.i.valid.eq(kv_rows.o.valid),
-                     kv_writer.i.payload.data.eq(kv_rows.o.payload.data),
-                     kv_rows.o.ready.eq(kv_writer.i.ready)]
-        with m.If(kv_writer.cmd.valid & kv_writer.cmd.ready):
-            m.d.sync += kv_issued.eq(kv_issued + 1)
+        kv_issued = issue_kv_rows(m, kv_writer, kv_rows.o, start,
+                                  running & (ep == Epilogue.ROPE_KV), k_addr=c.k_addr,
+                                  v_addr=c.v_addr, position=port.position,
+                                  row_bytes=c.kv_row_bytes)
 
         # ---- done: every row out, every write landed.
         all_rows = Signal()

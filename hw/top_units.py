@@ -37,21 +37,12 @@ from .rmsnorm import RmsNormUnit
 from .rope import RopeUnit
 from .sequencer import UnitSignature
 from .swiglu import SwiGluUnit
-from .top_common import StreamSelect, act_space, issue_once
+from .top_common import StreamSelect, act_space, issue_kv_rows, issue_once, running_flag
 from .vector_io import (SPACE_DRAM, ReadSlotSignature, VectorReader, VectorWriter,
                         WriteSlotSignature)
 from .x16_quantize import ActToX16
 
 __all__ = ["EmbedUnit", "AttentionTopUnit", "ElementwiseUnit"]
-
-
-def _running(m, port):
-    running = Signal()
-    with m.If(port.start):
-        m.d.sync += running.eq(1)
-    with m.If(port.abort | port.done):
-        m.d.sync += running.eq(0)
-    return running
 
 
 def _output(m, writer, quant, src, x16):
@@ -85,7 +76,7 @@ class EmbedUnit(wiring.Component):
         wiring.connect(m, s_reader.mem, wiring.flipped(self.s))
         wiring.connect(m, writer.mem, wiring.flipped(self.wr0))
         port, c = self.port, self.port.command
-        running = _running(m, port)
+        running = running_flag(m, port)
         bad_token = port.token >= c.rows
         ng = (c.cols + GS - 1) >> (GS.bit_length() - 1)
         cp = ng << (GS.bit_length() - 1)
@@ -161,7 +152,7 @@ class AttentionTopUnit(wiring.Component):
         wiring.connect(m, q_reader.mem, wiring.flipped(self.rd0))
         wiring.connect(m, writer.mem, wiring.flipped(self.wr0))
         port, c = self.port, self.port.command
-        running = _running(m, port)
+        running = running_flag(m, port)
         shape_ok = ((c.head_size == cfg.head_size) & (c.n_heads == cfg.n_heads)
                     & (c.n_kv_heads == cfg.n_kv_heads) & (c.rows == cfg.n_heads * cfg.head_size)
                     & (c.kv_row_bytes == att.geometry["row_bytes"])
@@ -229,7 +220,7 @@ class ElementwiseUnit(wiring.Component):
         wiring.connect(m, writer.mem, wiring.flipped(self.wr0))
         wiring.connect(m, kv_writer.mem, wiring.flipped(self.kv))
         port, c = self.port, self.port.command
-        running = _running(m, port)
+        running = running_flag(m, port)
         op = c.opcode
         space = act_space(c)
         x16 = (c.flags & Flag.DST_X16) != 0
@@ -292,20 +283,9 @@ class ElementwiseUnit(wiring.Component):
                     wiring.connect(m, r1.o, kv_rows.i)
         _output(m, writer, quant, result.o, x16)
 
-        kv_issued = Signal(2)
-        with m.If(port.start):
-            m.d.sync += kv_issued.eq(0)
-        m.d.comb += [kv_writer.cmd.valid.eq(running & is_kv & (kv_issued != 2)),
-                     kv_writer.cmd.payload.addr.eq(Mux(kv_issued == 0, c.k_addr, c.v_addr)
-                                                   + port.position * c.kv_row_bytes),
-                     kv_writer.cmd.payload.count.eq(c.kv_row_bytes >> 1),
-                     kv_writer.cmd.payload.half.eq(1),
-                     kv_writer.cmd.payload.space.eq(SPACE_DRAM),
-                     kv_writer.i.valid.eq(kv_rows.o.valid),
-                     kv_writer.i.payload.data.eq(kv_rows.o.payload.data),
-                     kv_rows.o.ready.eq(kv_writer.i.ready)]
-        with m.If(kv_writer.cmd.valid & kv_writer.cmd.ready):
-            m.d.sync += kv_issued.eq(kv_issued + 1)
+        kv_issued = issue_kv_rows(m, kv_writer, kv_rows.o, port.start, running & is_kv,
+                                  k_addr=c.k_addr, v_addr=c.v_addr, position=port.position,
+                                  row_bytes=c.kv_row_bytes)
 
         # Done: inputs drained, the output vector(s) handed over and landed.
         out_seen = Signal()
