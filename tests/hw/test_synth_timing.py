@@ -111,19 +111,19 @@ def fake_tools(monkeypatch, tmp_path):
     monkeypatch.setenv("SPEEDLLM_SYNTH_CACHE", str(tmp_path / "cache"))
     calls = []
 
-    def ecp5(component, name, *, freq, seed, timeout):
+    def ecp5(component, name, *, freq, seed, timeout, router):
         component._MustUse__silence = True
-        calls.append(("ecp5", name, freq, seed, timeout))
+        calls.append(("ecp5", name, freq, seed, timeout, router))
         if name == "axi_write_master_64":
             raise TimeoutError("nextpnr did not finish within 5 s")
         summary = synth._summarise_nextpnr(_report_with_path(
             [("logic", 1.0, "dut.x_LUT4_Z", "dut.y_TRELLIS_FF_Q")]), freq)
         return {**summary, "seed": seed}
 
-    def xilinx(component, name):
+    def xilinx(component, name, *, family):
         component._MustUse__silence = True
-        calls.append(("xilinx", name))
-        return {"LUT": 1, "FF": 2, "LUTRAM": 0, "DSP48E1": 0, "RAMB18E1": 0, "RAMB36E1": 0}
+        calls.append(("xilinx", name, family))
+        return {"LUT": 1, "FF": 2, "LUTRAM": 0, "DSP": 0, "RAMB18": 0, "RAMB36": 0}
     monkeypatch.setattr(synth, "ecp5_fmax", ecp5)
     monkeypatch.setattr(synth, "xilinx_resources", xilinx)
     return calls
@@ -132,14 +132,15 @@ def fake_tools(monkeypatch, tmp_path):
 def test_fmax_only_report_with_table(fake_tools, tmp_path):
     out, table = tmp_path / "fmax.json", tmp_path / "fmax.md"
     assert hw_report.run(_args("--out", str(out), "--fmax", "--no-resources", "--seed", "7",
-                               "--pnr-timeout", "5", "--component", "stream_fifo_64x16",
+                               "--pnr-timeout", "5", "--router", "router2",
+                               "--component", "stream_fifo_64x16",
                                "--components", "axi_write_master_64,stream_fifo_64x16",
                                "--table", str(table))) == 0
     report = json.loads(out.read_text())
     assert list(report["components"]) == ["stream_fifo_64x16", "axi_write_master_64"]
     assert report["ecp5_seed"] == 7 and report["xilinx_family"] is None
     assert [c for c in fake_tools if c[0] == "xilinx"] == []
-    assert ("ecp5", "stream_fifo_64x16", 100.0, 7, 5.0) in fake_tools
+    assert ("ecp5", "stream_fifo_64x16", 100.0, 7, 5.0, "router2") in fake_tools
     fifo = report["components"]["stream_fifo_64x16"]
     assert "xilinx" not in fifo and fifo["ecp5"]["seed"] == 7
     failed = report["components"]["axi_write_master_64"]["ecp5"]
@@ -149,6 +150,16 @@ def test_fmax_only_report_with_table(fake_tools, tmp_path):
     assert rows[2].startswith("| stream_fifo_64x16 | ") and "`dut.x` -> `dut.y`" in rows[2]
     assert f"{fifo['ecp5']['fmax_mhz']:.1f}" in rows[2]
     assert rows[3].startswith("| axi_write_master_64 | - | ")
+
+
+def test_resources_in_the_family_asked_for(fake_tools, tmp_path):
+    out = tmp_path / "hw.json"
+    assert hw_report.run(_args("--out", str(out), "--family", "xcup",
+                               "--component", "residual_add")) == 0
+    report = json.loads(out.read_text())
+    assert report["xilinx_family"] == "xcup"
+    assert fake_tools == [("xilinx", "residual_add", "xcup")]
+    assert report["components"]["residual_add"]["xilinx"]["DSP"] == 0
 
 
 @pytest.mark.parametrize("argv,match", [
